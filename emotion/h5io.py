@@ -14,6 +14,18 @@ preprocessed_audio   /features/fixed (N,n_mels,frames) float32 log-mel (dB)
                      /labels (N,) int16, /paths /speakers /splits (N,) str
                      /durations (N,) float32 seconds before padding
                      /skipped/paths, /skipped/reasons
+embeddings_images    /{split}/embeddings (N,512) float32, /{split}/labels, /{split}/paths
+                     attrs embedder_id, image_weights
+embeddings_audio     /all/embeddings (N,128) float32, /all/labels, /all/paths,
+                     /all/speakers, /all/splits, /all/out_of_fold (N,) bool
+                     attrs embedder_id
+paired_embeddings    /image_embeddings (N,512), /audio_embeddings (N,128) float32
+                     /labels (N,) int16 index into EMOTIONS (label_names)
+                     /image_paths, /audio_paths (N,) str
+                     attrs split, embedder_id, seed, dropped (JSON)
+
+Labels index the file's own ``label_names`` attribute: ALL_LABELS up to the
+embeddings, the six EMOTIONS from pairing on.
 """
 
 from __future__ import annotations
@@ -59,6 +71,21 @@ PREPROCESSED_AUDIO = Layout(
     "preprocessed_audio", "preprocessing_audio.py",
     datasets=("features/fixed", "labels", "paths", "speakers", "splits", "durations"),
     attrs=("sample_rate", "n_mels", "n_fft", "hop_length", "fixed_duration"),
+)
+EMBEDDINGS_IMAGES = Layout(
+    "embeddings_images", "extract_embeddings.py",
+    per_split=("embeddings", "labels", "paths"), attrs=("embedder_id", "image_weights"),
+)
+EMBEDDINGS_AUDIO = Layout(
+    "embeddings_audio", "extract_embeddings.py",
+    datasets=("all/embeddings", "all/labels", "all/paths", "all/speakers", "all/splits",
+              "all/out_of_fold"),
+    attrs=("embedder_id",),
+)
+PAIRED = Layout(
+    "paired_embeddings", "make_paired_h5_filtered.py",
+    datasets=("image_embeddings", "audio_embeddings", "labels", "image_paths", "audio_paths"),
+    attrs=("split", "embedder_id", "seed", "dropped"),
 )
 
 

@@ -43,3 +43,45 @@ def preprocessed(sample_set, tmp_path_factory) -> tuple[Path, Path]:
     assert preprocessing_audio.main(["--audio_dir", str(audio_dir), "--out_h5", str(aud_h5),
                                      "--workers", "1"]) == 0
     return img_h5, aud_h5
+
+
+@pytest.fixture(scope="session")
+def embedded(preprocessed, tmp_path_factory) -> dict[str, Path]:
+    """extract_embeddings.py on the preprocessed sample: embeddings files and embedder.pt."""
+    import extract_embeddings
+
+    img_h5, aud_h5 = preprocessed
+    out = tmp_path_factory.mktemp("emb")
+    paths = {"images": out / "embeddings_images.h5", "audio": out / "embeddings_audio.h5",
+             "embedder": out / "embedder.pt"}
+    assert extract_embeddings.main([
+        "--image_h5", str(img_h5), "--audio_h5", str(aud_h5),
+        "--out_image_h5", str(paths["images"]), "--out_audio_h5", str(paths["audio"]),
+        "--embedder_out", str(paths["embedder"]), "--image_weights", "none",
+        "--device", "cpu", "--audio_epochs", "3", "--folds", "2"]) == 0
+    return paths
+
+
+@pytest.fixture(scope="session")
+def paired(embedded, tmp_path_factory) -> dict[str, Path]:
+    """make_paired_h5_filtered.py on the embeddings: {split: paired file}."""
+    import make_paired_h5_filtered
+
+    prefix = tmp_path_factory.mktemp("paired") / "saved_paired"
+    assert make_paired_h5_filtered.main([
+        "--image_h5", str(embedded["images"]), "--audio_h5", str(embedded["audio"]),
+        "--out_prefix", str(prefix), "--seed", "0"]) == 0
+    return {s: Path(f"{prefix}_{s}_paired_embeddings.h5") for s in ("train", "val", "test")}
+
+
+@pytest.fixture(scope="session")
+def trained(paired, tmp_path_factory) -> Path:
+    """train_multimodal.py on the pairs: the path of multimodal_best.pth."""
+    import train_multimodal
+
+    save = tmp_path_factory.mktemp("models")
+    assert train_multimodal.main([
+        "--train_h5", str(paired["train"]), "--val_h5", str(paired["val"]),
+        "--test_h5", str(paired["test"]), "--epochs", "15", "--batch_size", "32",
+        "--lr", "0.003", "--save_dir", str(save), "--device", "cpu"]) == 0
+    return save / "multimodal_best.pth"
