@@ -158,3 +158,26 @@ def features_from_file(path: str | Path, params: AudioParams = AudioParams()
     y, sr = load_audio(path)
     clip, duration = prepare_clip(y, sr, params)
     return log_mel(clip, params), duration
+
+
+SPEECH_DBFS = -45.0        # a 25 ms frame louder than this may hold speech
+MIN_SPEECH_SECONDS = 0.25  # a window needs this much of it to count as speech
+
+
+def has_speech(y: np.ndarray, sr: int, *, threshold_dbfs: float = SPEECH_DBFS,
+               min_seconds: float = MIN_SPEECH_SECONDS) -> bool:
+    """Whether a waveform holds enough loud-enough frames to be worth analysing.
+
+    An energy gate, not a speech detector: it keeps silent or near-silent
+    windows (a muted microphone, a pause) away from the audio encoder, which
+    normalises every input to full scale and would otherwise read noise as voice.
+    """
+    if y is None or y.size == 0:
+        return False
+    frame = max(1, int(0.025 * sr))
+    n = y.size // frame
+    if n == 0:
+        return False
+    rms = np.sqrt(np.mean(np.square(y[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
+    loud = rms > 10 ** (threshold_dbfs / 20)
+    return float(loud.sum()) * frame / sr >= min_seconds

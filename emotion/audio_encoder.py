@@ -34,7 +34,7 @@ EMBED_DIM = 128
 @dataclass(frozen=True)
 class EncoderConfig:
     n_mels: int = 64
-    channels: tuple[int, ...] = (32, 64, 128, 128)
+    channels: tuple[int, ...] = (16, 32, 64, 128)
     embed_dim: int = EMBED_DIM
     dropout: float = 0.3
 

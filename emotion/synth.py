@@ -165,6 +165,57 @@ def make_sample_set(root: str | Path, *, n_speakers: int = 8, clips_per_emotion:
     return audio_dir, image_dir
 
 
+def make_video(path: str | Path, segments: list[tuple[str | None, float]], *, fps: int = 10,
+               size: int = 128, sr: int = 16_000, f0: float = 150.0, audio: bool = True,
+               voice: str | None = None, seed: int = 0) -> Path:
+    """An mp4 (h264 + aac) of segments (emotion, seconds): faces and voice of each.
+
+    An emotion of None gives a segment with a blank frame and silence, or the
+    voice of emotion `voice` when one is given (a camera that sees no one). Each
+    second shows a newly drawn face, so frames vary as in a real recording.
+    """
+    import av
+
+    rng = np.random.default_rng(seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    track = []
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width = vs.height = size
+        vs.pix_fmt = "yuv420p"
+        vs.options = {"preset": "ultrafast"}
+        as_ = out.add_stream("aac", rate=sr, layout="mono") if audio else None
+        for emotion, seconds in segments:
+            n = int(round(seconds * fps))
+            face = None
+            for i in range(n):
+                if i % fps == 0:
+                    face = (draw_face(emotion, size=size, rng=rng) if emotion
+                            else np.full((size, size, 3), 128, np.uint8))
+                for packet in vs.encode(av.VideoFrame.from_ndarray(face, format="rgb24")):
+                    out.mux(packet)
+            if audio:
+                said = emotion or voice
+                y = (speech_like(said, f0=f0, duration=seconds, sr=sr, rng=rng)
+                     if said else np.zeros(0, np.float32))
+                y = np.pad(y, (0, max(0, int(seconds * sr) - len(y))))[:int(seconds * sr)]
+                track.append(y)
+        for packet in vs.encode():
+            out.mux(packet)
+        if as_ is not None:
+            y = np.concatenate(track).astype(np.float32)
+            for i in range(0, len(y), 1024):
+                frame = av.AudioFrame.from_ndarray(y[None, i:i + 1024], format="flt",
+                                                   layout="mono")
+                frame.sample_rate = sr
+                for packet in as_.encode(frame):
+                    out.mux(packet)
+            for packet in as_.encode():
+                out.mux(packet)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -102,8 +102,8 @@ def fit(train: Paired, val: Paired, cfg: FitConfig = FitConfig(), *,
         score = selection_score(val_metrics)
         history.append({"epoch": epoch + 1, "loss": total / len(y), "val": val_metrics,
                         "score": score})
-        bar.set_postfix(loss=f"{total / len(y):.3f}",
-                        val_f1=f"{val_metrics['both']['macro_f1']:.3f}", best=f"{best_score:.3f}")
+        bar.set_postfix(loss=f"{total / len(y):.3f}", val=f"{score:.3f}",
+                        best=f"{max(score, best_score):.3f}")
         if score > best_score:
             best_score, since = score, 0
             model.cpu()
