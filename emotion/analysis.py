@@ -58,11 +58,11 @@ class Analyzer:
     def __init__(self, embedder: str | Path = DEFAULT_EMBEDDER,
                  multimodal: str | Path = DEFAULT_MULTIMODAL,
                  isolation: str | Path = DEFAULT_ISOLATION, *, device: str = "cpu",
-                 options: Options = Options()):
+                 precision: str = "auto", options: Options = Options()):
         self.paths = {"embedder": str(embedder), "multimodal": str(multimodal),
                       "isolation": str(isolation)}
         try:
-            self.embedder = Embedder.load(embedder, device=device)
+            self.embedder = Embedder.load(embedder, device=device, precision=precision)
             self.model, self.ckpt = load_checkpoint(multimodal)
             self.detector: AnomalyDetector = load_detector(isolation)
         except EmotionError as e:

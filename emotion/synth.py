@@ -165,55 +165,90 @@ def make_sample_set(root: str | Path, *, n_speakers: int = 8, clips_per_emotion:
     return audio_dir, image_dir
 
 
+def write_video(path: str | Path, segments, *, fps: int, sr: int = 16_000,
+                audio: bool = True) -> Path:
+    """Encode an mp4 (h264 + aac) from segments (frame_at, seconds, waveform or None).
+
+    frame_at(i) gives the segment's i-th RGB frame (all frames one size, even
+    sides); the waveform (mono float32 at `sr`) is padded or cut to the segment.
+    Segments are encoded one after the other: nothing is held but the current one.
+    """
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        vs = as_ = None
+        for frame_at, seconds, y in segments:
+            n = int(round(seconds * fps))
+            for i in range(n):
+                rgb = frame_at(i)
+                if vs is None:
+                    vs = out.add_stream("libx264", rate=fps)
+                    vs.height, vs.width = rgb.shape[:2]
+                    vs.pix_fmt = "yuv420p"
+                    vs.options = {"preset": "ultrafast"}
+                    if audio:
+                        as_ = out.add_stream("aac", rate=sr, layout="mono")
+                for packet in vs.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                    out.mux(packet)
+            if as_ is not None:
+                k = int(round(seconds * sr))
+                y = np.zeros(k, np.float32) if y is None else np.asarray(y, np.float32)
+                y = np.pad(y, (0, max(0, k - len(y))))[:k]
+                for i in range(0, k, 1024):
+                    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(y[None, i:i + 1024]),
+                                                       format="flt", layout="mono")
+                    frame.sample_rate = sr
+                    for packet in as_.encode(frame):
+                        out.mux(packet)
+        for stream in (vs, as_):
+            if stream is not None:
+                for packet in stream.encode():
+                    out.mux(packet)
+    return path
+
+
+def in_frame(face: np.ndarray, width: int, height: int, grey: int = 100) -> np.ndarray:
+    """A face picture placed in the middle of a (height, width) frame."""
+    frame = np.full((height, width, 3), grey, np.uint8)
+    h, w = face.shape[:2]
+    y0, x0 = (height - h) // 2, (width - w) // 2
+    frame[y0:y0 + h, x0:x0 + w] = face
+    return frame
+
+
 def make_video(path: str | Path, segments: list[tuple[str | None, float]], *, fps: int = 10,
-               size: int = 128, sr: int = 16_000, f0: float = 150.0, audio: bool = True,
-               voice: str | None = None, seed: int = 0) -> Path:
-    """An mp4 (h264 + aac) of segments (emotion, seconds): faces and voice of each.
+               size: int = 128, frame_size: tuple[int, int] | None = None, sr: int = 16_000,
+               f0: float = 150.0, audio: bool = True, voice: str | None = None,
+               seed: int = 0) -> Path:
+    """An mp4 of segments (emotion, seconds): the drawn face and voice of each.
 
     An emotion of None gives a segment with a blank frame and silence, or the
     voice of emotion `voice` when one is given (a camera that sees no one). Each
     second shows a newly drawn face, so frames vary as in a real recording.
+    frame_size (width, height) places the face in a larger frame.
     """
-    import av
-
     rng = np.random.default_rng(seed)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    track = []
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps)
-        vs.width = vs.height = size
-        vs.pix_fmt = "yuv420p"
-        vs.options = {"preset": "ultrafast"}
-        as_ = out.add_stream("aac", rate=sr, layout="mono") if audio else None
-        for emotion, seconds in segments:
-            n = int(round(seconds * fps))
-            face = None
-            for i in range(n):
-                if i % fps == 0:
-                    face = (draw_face(emotion, size=size, rng=rng) if emotion
-                            else np.full((size, size, 3), 128, np.uint8))
-                for packet in vs.encode(av.VideoFrame.from_ndarray(face, format="rgb24")):
-                    out.mux(packet)
-            if audio:
-                said = emotion or voice
-                y = (speech_like(said, f0=f0, duration=seconds, sr=sr, rng=rng)
-                     if said else np.zeros(0, np.float32))
-                y = np.pad(y, (0, max(0, int(seconds * sr) - len(y))))[:int(seconds * sr)]
-                track.append(y)
-        for packet in vs.encode():
-            out.mux(packet)
-        if as_ is not None:
-            y = np.concatenate(track).astype(np.float32)
-            for i in range(0, len(y), 1024):
-                frame = av.AudioFrame.from_ndarray(y[None, i:i + 1024], format="flt",
-                                                   layout="mono")
-                frame.sample_rate = sr
-                for packet in as_.encode(frame):
-                    out.mux(packet)
-            for packet in as_.encode():
-                out.mux(packet)
-    return path
+    width, height = frame_size or (size, size)
+
+    def segment(emotion, seconds):
+        faces: dict[int, np.ndarray] = {}
+
+        def frame_at(i: int) -> np.ndarray:
+            k = i // fps
+            if k not in faces:
+                faces.clear()
+                face = (draw_face(emotion, size=size, rng=rng) if emotion
+                        else np.full((size, size, 3), 128, np.uint8))
+                faces[k] = in_frame(face, width, height)
+            return faces[k]
+
+        said = emotion or voice
+        y = speech_like(said, f0=f0, duration=seconds, sr=sr, rng=rng) if said else None
+        return frame_at, seconds, y
+
+    return write_video(path, (segment(e, s) for e, s in segments), fps=fps, sr=sr, audio=audio)
 
 
 def main(argv: list[str] | None = None) -> int:
