@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME_SIDE = 720   # frames are scaled down to this before face detection
 FRAMES_PER_WINDOW = 3
+MIN_TAIL = 0.25        # seconds: a last window shorter than this (codec padding) is dropped
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: in
         end_time = max(n_audio / sample_rate if as_ is not None else 0.0, t_video)
         open_windows_until(max(0.0, end_time - 1e-9))
         # windows that would start at or after the end hold nothing
-        pending[:] = [w for w in pending if w.start < end_time or w.index == 0]
+        pending[:] = [w for w in pending if w.start < end_time - MIN_TAIL or w.index == 0]
         yield from emit(final=True)
     except av.error.FFmpegError as e:
         raise MediaError(f"{Path(path).name}: decoding failed ({_reason(e)})") from None

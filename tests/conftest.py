@@ -85,3 +85,17 @@ def trained(paired, tmp_path_factory) -> Path:
         "--test_h5", str(paired["test"]), "--epochs", "15", "--batch_size", "32",
         "--lr", "0.003", "--save_dir", str(save), "--device", "cpu"]) == 0
     return save / "multimodal_best.pth"
+
+
+@pytest.fixture(scope="session")
+def artifacts(embedded, paired, trained, tmp_path_factory) -> dict[str, str]:
+    """train_anomaly.py on the pairs: the three paths predict.py and the service load."""
+    import train_anomaly
+
+    out = tmp_path_factory.mktemp("anomaly")
+    assert train_anomaly.main(["--train_h5", str(paired["train"]),
+                               "--test_h5", str(paired["test"]), "--save_dir", str(out),
+                               "--embedder", str(embedded["embedder"]), "--n_estimators", "50",
+                               "--n_probes", "4"]) == 0
+    return {"embedder": str(embedded["embedder"]), "multimodal": str(trained),
+            "isolation": str(out / "isolation_forest.joblib")}

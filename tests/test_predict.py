@@ -11,22 +11,10 @@ import torch
 from PIL import Image
 
 import predict
-import train_anomaly
 from emotion.analysis import Analyzer, ArtifactError
 from emotion.errors import MediaError
 from emotion.labels import EMOTIONS
 from emotion.synth import draw_face, make_video, speech_like
-
-
-@pytest.fixture(scope="module")
-def artifacts(embedded, paired, trained, tmp_path_factory) -> dict[str, str]:
-    out = tmp_path_factory.mktemp("anomaly")
-    assert train_anomaly.main(["--train_h5", str(paired["train"]),
-                               "--test_h5", str(paired["test"]), "--save_dir", str(out),
-                               "--embedder", str(embedded["embedder"]), "--n_estimators", "50",
-                               "--n_probes", "4"]) == 0
-    return {"embedder": str(embedded["embedder"]), "multimodal": str(trained),
-            "isolation": str(out / "isolation_forest.joblib")}
 
 
 @pytest.fixture(scope="module")
