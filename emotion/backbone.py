@@ -93,6 +93,18 @@ def make_backbone(state: dict[str, torch.Tensor], device: str = "cpu") -> nn.Mod
     return model.eval().to(device).to(memory_format=torch.channels_last)
 
 
+def resize_batch(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, size, size): bilinear, antialiased; as is when already that size.
+
+    The one resize between the stored crops and the network: train_face_backbone.py
+    trains through it, and embedding a backbone trained at another size must call it too.
+    """
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return nn.functional.interpolate(x, size=(size, size), mode="bilinear",
+                                     align_corners=False, antialias=True)
+
+
 def cpu_supports_bf16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
