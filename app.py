@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 
 from emotion import cli
@@ -52,6 +53,8 @@ def main() -> int:
     except EmotionError as e:
         print(f"app.py: error: {e}", file=sys.stderr)
         return 2
+    # a normal exit on SIGTERM, so that the upload folder is removed (atexit)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     service.run(host=os.environ.get("HOST", "0.0.0.0"), port=int(os.environ.get("PORT", "5002")),
                 threaded=True)
     return 0

@@ -85,6 +85,13 @@ def load_state(spec: str, seed: int = 0) -> tuple[dict[str, torch.Tensor], str]:
 
 def make_backbone(state: dict[str, torch.Tensor], device: str = "cpu") -> nn.Module:
     model = build_resnet18()
+    ref = model.state_dict()
+    wrong = [k for k in ref if k in state and getattr(state[k], "shape", None) != ref[k].shape]
+    if wrong:  # load_state_dict would raise torch's many-line RuntimeError
+        k = wrong[0]
+        raise EmotionError(f"weights do not fit ResNet18: {k} has shape "
+                           f"{tuple(getattr(state[k], 'shape', ()))}, not {tuple(ref[k].shape)}"
+                           f" ({len(wrong)} parameter(s) of the wrong shape)")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
@@ -129,6 +136,7 @@ class ImageEmbedder:
     model: nn.Module
     device: str = "cpu"
     precision: str = "fp32"  # or "bf16": autocast, only after agreeing with fp32
+    input_size: int | None = None  # side the network takes; None: the crops' own
 
     def _forward(self, x: torch.Tensor, bf16: bool) -> torch.Tensor:
         dev = "cuda" if self.device == "cuda" else "cpu"
@@ -138,6 +146,8 @@ class ImageEmbedder:
     def _prepare(self, images: np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(np.ascontiguousarray(images), dtype=torch.float32)
         x = x.permute(0, 3, 1, 2)
+        if self.input_size:
+            x = resize_batch(x, self.input_size)
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         x = (x - mean) / std

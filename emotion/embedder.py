@@ -53,6 +53,7 @@ class ImageSpec:
     input_size: int       # side of the square crop, as in preprocessed_images.h5
     detector: str         # haar | mtcnn | none
     face_margin: float = FACE_MARGIN
+    net_size: int | None = None  # side the backbone takes (crops resized); None: input_size
 
 
 class Embedder:
@@ -67,7 +68,8 @@ class Embedder:
         self.audio_state = audio_state
         self.audio_params = audio_params
         self.extra = extra or {}
-        self._images = ImageEmbedder(make_backbone(image_state, self.device), self.device)
+        self._images = ImageEmbedder(make_backbone(image_state, self.device), self.device,
+                                     input_size=image.net_size)
         self._wanted_precision = precision
         self._precision_chosen = False
         self._audio = ae.from_state(audio_state).to(self.device)
@@ -82,6 +84,8 @@ class Embedder:
         h.update(state_sha256(self.audio_state["state_dict"]).encode())
         h.update(json.dumps(self.audio_params.__dict__, sort_keys=True).encode())
         h.update(str(self.image.input_size).encode())
+        if self.image.net_size not in (None, self.image.input_size):
+            h.update(f"net_size={self.image.net_size}".encode())
         return h.hexdigest()[:16]
 
     @property
@@ -130,6 +134,7 @@ class Embedder:
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "image": {"backbone": "resnet18", "dim": IMAGE_DIM, "weights": self.image.weights,
                       "sha256": self.image.sha256, "input_size": self.image.input_size,
+                      "net_size": self.image.net_size,
                       "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
                       "detector": self.image.detector, "face_margin": self.image.face_margin,
                       "state_dict": self.image_state},
@@ -159,7 +164,7 @@ class Embedder:
                               f"code reads {FORMAT_VERSION}; re-run extract_embeddings.py")
         img = d["image"]
         spec = ImageSpec(img["weights"], img["sha256"], int(img["input_size"]),
-                         img["detector"], float(img["face_margin"]))
+                         img["detector"], float(img["face_margin"]), img.get("net_size"))
         if state_sha256(img["state_dict"]) != spec.sha256:
             raise SchemaError(f"{path}: image weights do not match their recorded hash; "
                               "the file is damaged: re-run extract_embeddings.py")

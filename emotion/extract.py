@@ -16,6 +16,7 @@ from .audio import AudioParams
 from .backbone import load_state, resolve_device, state_sha256
 from .embedder import Embedder, ImageSpec
 from .errors import EmotionError
+from .face_backbone import weights_input_size
 from .labels import ALL_LABELS
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ def extract(image_h5: str | Path, audio_h5: str | Path, out_image_h5: str | Path
                                    "(was it made with --split test?); pass --embedder PATH to "
                                    "reuse a trained one")
             state, desc = load_state(image_weights, seed=seed)
-            spec = ImageSpec(desc, state_sha256(state), size, str(fi.attrs["detector"]))
+            spec = ImageSpec(desc, state_sha256(state), size, str(fi.attrs["detector"]),
+                             net_size=weights_input_size(image_weights))
             audio_state, oof = fit_audio_encoder(
                 feats[np.flatnonzero(train)], labels[train],
                 [s for s, m in zip(speakers, train, strict=True) if m],

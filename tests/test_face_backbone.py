@@ -191,8 +191,6 @@ def test_weights_round_trip_through_extract_embeddings(weights, extracted, prepr
                                        rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the proposed change: the embedder resizes to the "
-                   "backbone's input_size (issue #7); remove this marker when it lands")
 def test_the_embedder_resizes_to_the_trained_input_size(weights, extracted, preprocessed):
     emb = Embedder.load(extracted["embedder"], precision="fp32")
     x = _images(preprocessed[0])
@@ -297,8 +295,6 @@ def test_extract_embeddings_refuses_bad_weights_files(bad_files, name, preproces
     assert not (tmp_path / "e.pt").exists() and not (tmp_path / "i.h5").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason="backbone.make_backbone lets "
-                   "torch's multi-line size-mismatch RuntimeError through; proposed fix in #7")
 def test_extract_embeddings_refuses_weights_of_the_wrong_shape(bad_files, preprocessed,
                                                                tmp_path, capsys):
     img_h5, aud_h5 = preprocessed
