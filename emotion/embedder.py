@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,7 @@ class Embedder:
         self._precision_chosen = False
         self._audio = ae.from_state(audio_state).to(self.device)
         self._detector = None
+        self._detector_lock = threading.Lock()  # OpenCV's cascade is not thread-safe
 
     # ------------------------------------------------------------- identity
     @property
@@ -118,10 +120,11 @@ class Embedder:
 
     def face(self, rgb: np.ndarray):
         """A uint8 RGB picture -> FaceCrop at the input size, as preprocessing made it."""
-        if self._detector is None:
-            self._detector = make_detector(self.image.detector)
-        return face_crop(rgb, self._detector, self.image.input_size,
-                         margin=self.image.face_margin)
+        with self._detector_lock:
+            if self._detector is None:
+                self._detector = make_detector(self.image.detector)
+            return face_crop(rgb, self._detector, self.image.input_size,
+                             margin=self.image.face_margin)
 
     def mel(self, y: np.ndarray, sr: int) -> np.ndarray:
         """A waveform -> the fixed-length log-mel, as preprocessing made it."""
@@ -150,7 +153,7 @@ class Embedder:
     def load(cls, path: str | Path, *, device: str = "cpu",
              precision: str = "auto") -> Embedder:
         path = Path(path)
-        hint = "run extract_embeddings.py to make one, or pass --embedder PATH"
+        hint = "run extract_embeddings.py to make one, or give the path of the one it saved"
         if not path.is_file():
             raise SchemaError(f"embedder {path} does not exist; {hint}")
         try:

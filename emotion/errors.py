@@ -15,3 +15,11 @@ class SchemaError(EmotionError):
 
 class MediaError(EmotionError):
     """Media that cannot be decoded or used (corrupt, empty, silent, too large)."""
+
+
+class UndecodableMediaError(MediaError):
+    """Bytes that no decoder reads as audio or video (the service answers 415)."""
+
+
+class MediaTooLongError(MediaError):
+    """Media longer than the configured maximum (the service answers 413)."""

@@ -133,7 +133,7 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
 def load_checkpoint(path: str | Path) -> tuple[FusionModel, dict]:
     """The model (eval mode) and the checkpoint's plain data."""
     path = Path(path)
-    hint = "run train_multimodal.py to make one, or pass the right --model_path"
+    hint = "run train_multimodal.py to make one, or give the path of the one it saved"
     if not path.is_file():
         raise SchemaError(f"model {path} does not exist; {hint}")
     try:

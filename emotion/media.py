@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MediaError
+from .errors import MediaError, MediaTooLongError, UndecodableMediaError
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ def _open(path: str | Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
     except FileNotFoundError:
-        raise MediaError(f"{path}: no such file") from None
+        raise MediaError(f"{Path(path).name}: no such file") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise MediaError(f"{Path(path).name}: cannot be decoded as audio or video "
+        raise UndecodableMediaError(f"{Path(path).name}: cannot be decoded as audio or video "
                          f"({_reason(e)})") from None
 
 
@@ -107,7 +107,8 @@ def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: in
         vs = c.streams.video[0] if (use_video and c.streams.video) else None
         as_ = c.streams.audio[0] if (use_audio and c.streams.audio) else None
         if vs is None and as_ is None:
-            raise MediaError(f"{Path(path).name}: holds no usable video or audio stream")
+            raise UndecodableMediaError(f"{Path(path).name}: holds no usable video or audio "
+                                        "stream")
         if vs is not None:
             vs.thread_type = "AUTO"
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate) \
@@ -194,7 +195,7 @@ def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: in
                         n_audio += len(samples)
                     open_windows_until(n_audio / sample_rate)
             if max_duration is not None and max(t_video, n_audio / sample_rate) > max_duration:
-                raise MediaError(f"{Path(path).name} is longer than the maximum of "
+                raise MediaTooLongError(f"{Path(path).name} is longer than the maximum of "
                                  f"{max_duration:.0f} s")
             yield from emit()
         if resampler is not None:
@@ -209,7 +210,8 @@ def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: in
         pending[:] = [w for w in pending if w.start < end_time - MIN_TAIL or w.index == 0]
         yield from emit(final=True)
     except av.error.FFmpegError as e:
-        raise MediaError(f"{Path(path).name}: decoding failed ({_reason(e)})") from None
+        raise UndecodableMediaError(f"{Path(path).name}: decoding failed ({_reason(e)})"
+                                    ) from None
     finally:
         c.close()
 

@@ -40,7 +40,7 @@ from flask import Flask, Request, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .analysis import DEFAULT_EMBEDDER, DEFAULT_ISOLATION, DEFAULT_MULTIMODAL, Analyzer, Options
-from .errors import EmotionError, MediaError
+from .errors import EmotionError, MediaError, MediaTooLongError, UndecodableMediaError
 from .media import probe
 
 log = logging.getLogger(__name__)
@@ -453,9 +453,9 @@ def _run(analyzer, path: str, kind: str) -> dict:
     except MediaError as e:
         # messages name the file by its base name only: a generated one, replaced here
         detail = str(e).replace(os.path.basename(path), "the upload")
-        if "longer than the maximum" in detail:
+        if isinstance(e, MediaTooLongError):
             raise ServiceError(413, "media_too_long", detail) from None
-        if re.search(r"cannot be decoded|decoding failed|no usable video or audio", detail):
+        if isinstance(e, UndecodableMediaError):
             raise ServiceError(415, "unsupported_media",
                                f"unsupported or undecodable media: {detail}") from None
         raise ServiceError(422, "unprocessable_media", detail) from None

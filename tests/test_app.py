@@ -24,7 +24,7 @@ import soundfile as sf
 from hypothesis import HealthCheck, settings
 
 from emotion.analysis import Analyzer, ArtifactError
-from emotion.errors import EmotionError, MediaError
+from emotion.errors import EmotionError, MediaError, MediaTooLongError
 from emotion.labels import EMOTIONS
 from emotion.service import OPENAPI, create_app
 from emotion.synth import make_video, speech_like
@@ -176,7 +176,7 @@ def test_media_longer_than_the_maximum(analyzer, media, tmp_path):
 
 def test_media_found_too_long_while_decoding(media, tmp_path):
     """When the container understates its duration, the analyzer's own limit answers."""
-    fake = FakeAnalyzer(error=MediaError("x is longer than the maximum of 6 s"))
+    fake = FakeAnalyzer(error=MediaTooLongError("x is longer than the maximum of 6 s"))
     client = make_app(tmp_path, fake).test_client()
     assert_error(post(client, media["speech"]), 413, "media_too_long", "maximum of 6 s")
 
