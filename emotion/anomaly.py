@@ -139,18 +139,26 @@ class AnomalyDetector:
         x = np.concatenate(rows, axis=1)
         return name, self.data["detectors"][name]["scaler"].transform(x) if len(x) else x
 
-    def score(self, image: np.ndarray | None = None, audio: np.ndarray | None = None
-              ) -> tuple[np.ndarray, list[str]]:
+    def score(self, image: np.ndarray | None = None, audio: np.ndarray | None = None, *,
+              combine: bool = True) -> tuple[np.ndarray, list[str]]:
         """(anomaly scores (N,), flags): higher is more anomalous; either input may be None.
 
         Inputs are (N, 512) image and/or (N, 128) audio embeddings (a single
         vector is taken as N = 1); a missing modality picks the detector fitted
-        on the other one alone.
+        on the other one alone. With both present, the score is the highest of
+        the 640-d forest's and each single-modality forest's (`combine`): the
+        640-d forest alone dilutes one bad half (128 audio dimensions among 640)
+        and, measured on real data, flags 3 % of white-noise pairs where the
+        audio forest flags all of them. Each forest's score is relative to its own
+        threshold (decision_function), so the highest is the most alarmed one.
         """
         name, z = self.transform(image, audio)
         if len(z) == 0:
             return np.zeros(0, np.float64), []
         scores = -self.data["detectors"][name]["forest"].decision_function(z)
+        if name == "both" and combine:
+            for single, x in (("image_only", image), ("audio_only", audio)):
+                scores = np.maximum(scores, self.score(**{single.split("_")[0]: x})[0])
         return scores, flags_for(scores, self.threshold)
 
     def save(self, path: str | Path) -> Path:

@@ -33,13 +33,26 @@ def test_score_is_negated_decision_function_and_far_points_are_anomalies(toy):
     det, image, audio = toy
     far_image, far_audio = np.full((1, 512), 8.0), np.full((1, 128), -8.0)
     x = np.vstack([np.c_[image[:20], audio[:20]], np.c_[far_image, far_audio]])
-    scores, flags = det.score(x[:, :512], x[:, 512:])
+    scores, flags = det.score(x[:, :512], x[:, 512:], combine=False)
     both = det.data["detectors"]["both"]
     z = both["scaler"].transform(x)
     np.testing.assert_allclose(scores, -both["forest"].decision_function(z))
     assert flags == ["anomaly" if p == -1 else "normal" for p in both["forest"].predict(z)]
     assert scores[-1] > scores[:-1].max() and flags[-1] == "anomaly"
     assert det.threshold == 0.0 and set(flags) <= {"anomaly", "normal"}
+
+
+def test_a_pair_scores_as_its_most_alarmed_forest(toy):
+    """Served scores for a pair: the highest of the 640-d, image and audio forests, so
+    one bad half is flagged even where the 640-d forest dilutes it."""
+    det, image, audio = toy
+    bad_audio = audio[:20].copy()
+    bad_audio[-1] = 9.0
+    served, flags = det.score(image[:20], bad_audio)
+    parts = [det.score(image[:20], bad_audio, combine=False)[0], det.score(image=image[:20])[0],
+             det.score(audio=bad_audio)[0]]
+    np.testing.assert_allclose(served, np.maximum.reduce(parts))
+    assert flags[-1] == "anomaly" and served[-1] == pytest.approx(parts[2][-1])
 
 
 def test_one_modality_uses_its_own_detector_and_checks_dimensions(toy):
