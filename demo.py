@@ -4,9 +4,9 @@
 
 Generates the sample set (unless it is there) and a short meeting video whose
 emotion changes every 6 seconds, then runs pipeline.py on them with settings
-sized for a laptop: random image weights (this machine cannot download
-ImageNet's), a short audio-encoder training. Run again, it reuses every stage
-whose settings and inputs are unchanged. Every output is in --out.
+sized for a laptop: a short face-backbone training from scratch (this machine
+cannot download ImageNet's weights), a short audio-encoder training. Run
+again, it reuses every stage whose settings and inputs are unchanged. Every output is in --out.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     return pipeline.main([
         "--images", str(sample / "images"), "--audio", str(sample / "audio"),
         "--work", str(out), "--size", "112", "--workers", str(args.workers),
-        "--image_weights", "none", "--audio_epochs", "20", "--folds", "3",
+        "--face_epochs", "6", "--face_size", "64", "--audio_epochs", "20", "--folds", "3",
         "--epochs", "40", "--batch_size", "32", "--lr", "0.003", "--n_probes", "16",
         "--video", str(video), *(["--force"] if args.force else [])])
 

@@ -23,6 +23,7 @@ import preprocess_images
 import preprocessing_audio
 import train_anomaly
 import train_eval_plot
+import train_face_backbone
 import train_multimodal
 from emotion import cli
 from emotion.pipeline import Stage, run_stages
@@ -41,7 +42,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--class_map", default="seed", help="for numeric class folders")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--image_weights", default="none",
-                   help="imagenet, none, or a ResNet18 state dict (see train_face_backbone.py)")
+                   help="imagenet, none, or a ResNet18 state dict; ignored with --face_epochs")
+    p.add_argument("--face_epochs", type=int, default=20,
+                   help="train the face backbone this long first (0: use --image_weights)")
+    p.add_argument("--face_size", type=int, default=64, help="side the face backbone sees")
+    p.add_argument("--face_init", default="auto", help="auto, imagenet, scratch or a PATH")
     p.add_argument("--audio_epochs", type=int, default=40)
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--epochs", type=int, default=50)
@@ -64,7 +69,9 @@ def stages(args) -> list[Stage]:
     tr, va, te = (w / f"saved_paired_{s}_paired_embeddings.h5" for s in ("train", "val", "test"))
     model, forest = models / "multimodal_best.pth", anomaly / "isolation_forest.joblib"
     seed = ["--seed", str(args.seed)]
-    weights_inputs = [args.image_weights] if Path(args.image_weights).is_file() else []
+    face = models / "face_resnet18.pt"
+    weights = str(face) if args.face_epochs > 0 else args.image_weights
+    weights_inputs = [weights] if args.face_epochs > 0 or Path(weights).is_file() else []
     out = [
         Stage("preprocess_images.py", preprocess_images.main,
               ["--src", str(args.images), "--out", str(pre_i), "--size", str(args.size),
@@ -73,10 +80,14 @@ def stages(args) -> list[Stage]:
         Stage("preprocessing_audio.py", preprocessing_audio.main,
               ["--audio_dir", str(args.audio), "--out_h5", str(pre_a),
                "--workers", str(args.workers), *seed], [args.audio], [pre_a]),
+        Stage("train_face_backbone.py", train_face_backbone.main,
+              ["--images_h5", str(pre_i), "--out", str(face), "--epochs", str(args.face_epochs),
+               "--size", str(args.face_size), "--init", args.face_init, *seed],
+              [pre_i], [face]),
         Stage("extract_embeddings.py", extract_embeddings.main,
               ["--image_h5", str(pre_i), "--audio_h5", str(pre_a), "--out_image_h5", str(emb_i),
                "--out_audio_h5", str(emb_a), "--embedder_out", str(embedder),
-               "--image_weights", args.image_weights, "--audio_epochs", str(args.audio_epochs),
+               "--image_weights", weights, "--audio_epochs", str(args.audio_epochs),
                "--folds", str(args.folds), *seed],
               [pre_i, pre_a, *weights_inputs], [emb_i, emb_a, embedder]),
         Stage("make_paired_h5_filtered.py", make_paired_h5_filtered.main,
@@ -94,6 +105,8 @@ def stages(args) -> list[Stage]:
               ["--model_path", str(model), "--test_h5", str(te), "--val_h5", str(va),
                "--save_dir", str(plots)], [model, te, va], [plots / "metrics.json"]),
     ]
+    if args.face_epochs <= 0:
+        out = [s for s in out if s.name != "train_face_backbone.py"]
     if args.video:
         out.append(Stage("predict.py", predict.main,
                          ["--video", str(args.video), "--embedder", str(embedder),

@@ -17,17 +17,13 @@ paths the operator configured, never from an upload or a user-given path.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import secrets
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
+from .atomic import write_atomic
 from .audio_encoder import EMBED_DIM as AUDIO_DIM
 from .backbone import IMAGE_DIM
 from .errors import EmotionError, SchemaError
@@ -261,22 +257,6 @@ def auroc(negatives: np.ndarray, positives: np.ndarray) -> float | None:
 
 
 # ----------------------------------------------------------------- files
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
-    """write(f) into a temporary file in path's folder, renamed to path when whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.partial"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return path
-
-
 def write_json(path: str | Path, obj: dict) -> Path:
     return write_atomic(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
 

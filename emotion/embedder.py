@@ -11,12 +11,9 @@ The file is plain data and loads with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ import numpy as np
 import torch
 
 from . import audio_encoder as ae
+from .atomic import atomic_path
 from .audio import AudioParams, log_mel, prepare_clip
 from .backbone import (
     IMAGE_DIM,
@@ -178,14 +176,6 @@ class Embedder:
 
 def save_atomic(obj: dict, path: str | Path) -> Path:
     """torch.save under a temporary name in the same folder, renamed when whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return path
+    return Path(path)

@@ -20,17 +20,15 @@ and a class absent from a split scores F1 0 (``zero_division=0``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
+from .atomic import atomic_path, write_text_atomic
 from .errors import EmotionError
 from .fusion import CONDITIONS, FusionModel, load_checkpoint, predict_condition
 from .labels import EMOTIONS
@@ -135,28 +133,6 @@ def check_compatible(data: Paired, ckpt: dict, model: FusionModel, *, model_path
 
 
 # ------------------------------------------------------------------ outputs
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary name beside `path`, renamed onto it if the block completes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; these are results to share
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def write_text_atomic(text: str, path: str | Path) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
-
 
 def save_predictions(path: str | Path, splits: Mapping[str, tuple[Paired, Mapping]],
                      label_names: Sequence[str] = EMOTIONS) -> Path:

@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import platform
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +41,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import SchemaError
 from .labels import ALL_LABELS, check_label_names
 
@@ -108,24 +107,15 @@ def create(path: str | Path, layout: Layout, *, config: dict,
     An exception (or Ctrl-C) inside the block removes the temporary file and
     leaves any previous file at `path` untouched.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["schema"] = layout.schema
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            f.attrs["stage"] = layout.made_by
-            f.attrs["label_names"] = json.dumps(list(label_names))
-            f.attrs["config"] = json.dumps(config, default=str, sort_keys=True)
-            f.attrs["versions"] = json.dumps(library_versions())
-            f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-            yield f
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["schema"] = layout.schema
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["stage"] = layout.made_by
+        f.attrs["label_names"] = json.dumps(list(label_names))
+        f.attrs["config"] = json.dumps(config, default=str, sort_keys=True)
+        f.attrs["versions"] = json.dumps(library_versions())
+        f.attrs["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+        yield f
 
 
 def open_checked(path: str | Path, layout: Layout,

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,4 @@ def run_stages(stages: Sequence[Stage], work: str | Path, *, force: bool = False
 
 
 def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".partial")
-    tmp.write_text(json.dumps(state, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(json.dumps(state, indent=1), path)

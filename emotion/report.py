@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .anomaly import write_atomic
+from .atomic import write_atomic
 from .labels import EMOTIONS
 
 
