@@ -4,8 +4,8 @@
     python bench/bench_stages.py --images ../shared/data/fer2013/test/happy \
         --audio ../shared/data/ravdess_16k --n 300
 
-  images     face crop + resize, files/s: Haar vs MTCNN (PyTorch port), one process
-  audio      WAV -> 64-band log-mel, clips/s: plain librosa (load at 16 kHz,
+  images     face crop + resize, files/s: Haar vs MTCNN (PyTorch port), per worker
+  audio      WAV -> 64-band log-mel, clips/s per worker: plain librosa (load at 16 kHz,
              trim, melspectrogram, power_to_db) vs the project's path
              (soundfile, soxr, torch.stft with librosa's filterbank)
   embedding  ResNet18 images/s at 112 and 224 px: eager fp32 vs the project's
@@ -125,8 +125,8 @@ def bench_fusion(n: int = 20_000) -> dict:
     y = rng.integers(0, 6, n)
 
     def paired(k):
-        img = rng.normal(size=(k, 512)).astype(np.float32) + y[:k, None] * 0.05
-        aud = rng.normal(size=(k, 128)).astype(np.float32) + y[:k, None] * 0.05
+        img = (rng.normal(size=(k, 512)) + y[:k, None] * 0.05).astype(np.float32)
+        aud = (rng.normal(size=(k, 128)) + y[:k, None] * 0.05).astype(np.float32)
         return Paired(img, aud, y[:k], [""] * k, [""] * k, "train", "bench", "")
 
     train, val = paired(n), paired(2000)
@@ -164,10 +164,17 @@ def main() -> int:
     results: dict = {"machine": {"cpus": __import__("os").cpu_count(),
                                  "torch_threads": torch.get_num_threads()}}
     only = set(args.only.split(","))
+    threads = torch.get_num_threads()
+    # The preprocessing stages run these in worker processes of one thread each:
+    # measure them the same way (per worker; --workers N gives about N times).
+    from emotion.parallel import _init_worker
+
+    _init_worker()
     if "images" in only:
         results["images"] = bench_images(images, args.rounds)
     if "audio" in only:
         results["audio"] = bench_audio(clips, args.rounds)
+    torch.set_num_threads(threads)
     if "embedding" in only:
         results["embedding"] = bench_embedding(args.rounds)
     if "fusion" in only:
