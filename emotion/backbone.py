@@ -48,10 +48,16 @@ def _without_fc(state: dict) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.startswith("fc.")}
 
 
+def imagenet_file() -> tuple[Path, str]:
+    """Where torchvision caches ResNet18's ImageNet weights, and their URL."""
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    return Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1], weights.url
+
+
 def imagenet_state() -> dict[str, torch.Tensor]:
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    name = weights.url.rsplit("/", 1)[-1]
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / name
+    cached, _ = imagenet_file()
+    name = cached.name
     if not cached.is_file():
         raise EmotionError(
             f"ImageNet weights for ResNet18 are not in the torch cache ({cached}) and this "

@@ -37,7 +37,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-import torchvision
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 from torch.nn import functional as F
@@ -50,6 +49,7 @@ from .backbone import (
     IMAGENET_STD,
     build_resnet18,
     cpu_supports_bf16,
+    imagenet_file,
     load_state,
     resize_batch,
     resolve_device,
@@ -229,12 +229,6 @@ def check_state(state: object, what: str) -> None:
                                 ("of the wrong shape", wrong)) if v]
     if problems:
         raise SchemaError(f"{what}: the weights do not fit ResNet18: {'; '.join(problems)}")
-
-
-def imagenet_file() -> tuple[Path, str]:
-    """Where torchvision caches ResNet18's ImageNet weights, and their URL."""
-    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    return Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1], weights.url
 
 
 def initial_state(init: str, seed: int = 0) -> tuple[dict[str, torch.Tensor], str]:

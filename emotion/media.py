@@ -215,13 +215,3 @@ def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: in
     finally:
         c.close()
 
-
-def read_audio_any(path: str | Path, sample_rate: int,
-                   max_duration: float | None = None) -> np.ndarray:
-    """A whole (short) audio file as mono float32 at `sample_rate`, via PyAV."""
-    parts = [w.audio for w in iter_windows(path, window=3600.0, hop=3600.0,
-                                           sample_rate=sample_rate, use_video=False,
-                                           max_duration=max_duration)]
-    if not parts or parts[0] is None:
-        raise MediaError(f"{Path(path).name}: holds no audio")
-    return np.concatenate(parts)
