@@ -361,7 +361,8 @@ def plot_histogram(path: str | Path, scores: dict[str, np.ndarray], threshold: f
                     else "stepfilled", alpha=1.0 if name in ("train", "test") else 0.35,
                     linewidth=2 if name in ("train", "test") else 1, label=f"{name} ({len(v)})")
     ax.axvline(threshold, color="k", linestyle="--", label=f"threshold ({threshold:g})")
-    ax.set(title="Isolation Forest anomaly scores (image + audio embeddings)",
+    ax.set(title="Anomaly scores of pairs (the most alarmed of the 640-d, image and audio "
+                 "forests)",
            xlabel="anomaly score (-decision_function; higher = more anomalous)",
            ylabel="density")
     ax.legend(fontsize="small")
