@@ -71,6 +71,7 @@ BUFFER_BLOCKS = 16      # blocks whose rows are shuffled together
 ROTATE_DEG = 10.0
 SCALE = 0.10            # zoom 0.9 to 1.1
 SHIFT = 0.08            # of the side
+PCT_START = 0.3         # share of the one-cycle schedule spent raising the learning rate
 BRIGHTNESS = 0.2
 CONTRAST = 0.2
 
@@ -307,10 +308,11 @@ def fit(train: SplitReader, val: SplitReader, state: dict[str, torch.Tensor],
     steps = min(steps, cfg.max_train_batches or steps)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs,
-                                                steps_per_epoch=steps)
+                                                steps_per_epoch=steps, pct_start=PCT_START)
     autocast = "cuda" if device == "cuda" else "cpu"
     best: dict = {}
     since, history = 0, []
+    warmup = int(np.ceil(PCT_START * cfg.epochs))
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
@@ -352,7 +354,9 @@ def fit(train: SplitReader, val: SplitReader, state: dict[str, torch.Tensor],
                  "%.0f s", epoch, total / seen, val_m["accuracy"], val_m["macro_f1"],
                  best["val"]["macro_f1"], best["epoch"], history[-1]["epoch_s"])
         since = 0 if improved else since + 1
-        if since >= cfg.patience:
+        # No early stop while the one-cycle learning rate still rises: val scores are
+        # noisy there, and the best epochs come as it anneals.
+        if since >= cfg.patience and epoch > warmup:
             log.info("early stop after epoch %d: no better val macro-F1 in %d epochs",
                      epoch, cfg.patience)
             break

@@ -17,6 +17,8 @@ from .pairing import Paired
 
 log = logging.getLogger(__name__)
 
+PCT_START = 0.3  # share of the one-cycle schedule spent raising the learning rate
+
 
 @dataclass(frozen=True)
 class FitConfig:
@@ -76,7 +78,8 @@ def fit(train: Paired, val: Paired, cfg: FitConfig = FitConfig(), *,
     steps = max(1, -(-len(y) // cfg.batch_size))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs,
-                                                steps_per_epoch=steps)
+                                                steps_per_epoch=steps, pct_start=PCT_START)
+    warmup = int(np.ceil(PCT_START * cfg.epochs))
     best, best_score, since, history = None, -1.0, 0, []
     bar = tqdm(range(cfg.epochs), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
@@ -114,7 +117,8 @@ def fit(train: Paired, val: Paired, cfg: FitConfig = FitConfig(), *,
             model.to(device)
         else:
             since += 1
-            if since >= cfg.patience:
+            # no early stop while the one-cycle learning rate still rises (noisy scores)
+            if since >= cfg.patience and epoch + 1 > warmup:
                 log.info("early stop after epoch %d: no better validation score in %d epochs",
                          epoch + 1, cfg.patience)
                 break
