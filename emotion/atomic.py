@@ -41,3 +41,38 @@ def write_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
 
 def write_text_atomic(text: str, path: str | Path) -> Path:
     return write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def save_atomic(obj: dict, path: str | Path) -> Path:
+    """torch.save a plain-data artifact under a temporary name, renamed when whole."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def load_plain(path: str | Path, *, fmt: str, version: int, what: str, made_by: str) -> dict:
+    """A plain-data torch artifact (weights_only), checked for its format and version.
+
+    Every refusal is one line naming `made_by`, the stage that writes such a file.
+    """
+    import torch
+
+    from .errors import SchemaError
+
+    path = Path(path)
+    hint = f"run {made_by} to make one, or give the path of the one it saved"
+    if not path.is_file():
+        raise SchemaError(f"{what} {path} does not exist; {hint}")
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SchemaError(f"{path} is not a readable {what} ({first}); {hint}") from None
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise SchemaError(f"{path} is not a {what} file; {hint}")
+    if d.get("format_version") != version:
+        raise SchemaError(f"{path} has {what} format {d.get('format_version')}, this code "
+                          f"reads {version}; re-run {made_by}")
+    return d

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import audio_encoder as ae
-from .atomic import atomic_path
+from .atomic import load_plain, save_atomic
 from .audio import AudioParams, log_mel, prepare_clip
 from .backbone import (
     IMAGE_DIM,
@@ -88,10 +87,6 @@ class Embedder:
             h.update(f"net_size={self.image.net_size}".encode())
         return h.hexdigest()[:16]
 
-    @property
-    def audio_classes(self) -> list[str]:
-        return list(self.audio_state["classes"])
-
     # ------------------------------------------------------------- embedding
     def embed_images(self, images: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) floats in [0,1], S = input_size -> (N, 512)."""
@@ -150,19 +145,8 @@ class Embedder:
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu",
              precision: str = "auto") -> Embedder:
-        path = Path(path)
-        hint = "run extract_embeddings.py to make one, or give the path of the one it saved"
-        if not path.is_file():
-            raise SchemaError(f"embedder {path} does not exist; {hint}")
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
-            raise SchemaError(f"{path} is not a readable embedder ({e}); {hint}") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise SchemaError(f"{path} is not an embedder file; {hint}")
-        if d.get("format_version") != FORMAT_VERSION:
-            raise SchemaError(f"{path} has embedder format {d.get('format_version')}, this "
-                              f"code reads {FORMAT_VERSION}; re-run extract_embeddings.py")
+        d = load_plain(path, fmt=FORMAT, version=FORMAT_VERSION, what="embedder",
+                       made_by="extract_embeddings.py")
         img = d["image"]
         spec = ImageSpec(img["weights"], img["sha256"], int(img["input_size"]),
                          img["detector"], float(img["face_margin"]), img.get("net_size"))
@@ -173,9 +157,3 @@ class Embedder:
                    AudioParams(**d["audio"]["params"]), device=device, precision=precision,
                    extra=d.get("extra", {}))
 
-
-def save_atomic(obj: dict, path: str | Path) -> Path:
-    """torch.save under a temporary name in the same folder, renamed when whole."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-    return Path(path)

@@ -43,6 +43,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import h5io
+from .atomic import save_atomic
 from .backbone import (
     IMAGE_DIM,
     IMAGENET_MEAN,
@@ -55,7 +56,6 @@ from .backbone import (
     resolve_device,
     state_sha256,
 )
-from .embedder import save_atomic
 from .errors import EmotionError, SchemaError
 from .labels import ALL_LABELS, EMOTIONS, check_label_names
 from .training import class_weights

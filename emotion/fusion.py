@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .embedder import save_atomic
-from .errors import SchemaError
+from .atomic import load_plain, save_atomic
 from .h5io import library_versions
 from .labels import EMOTIONS, check_label_names
 
@@ -132,19 +131,8 @@ def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path) -> tuple[FusionModel, dict]:
     """The model (eval mode) and the checkpoint's plain data."""
-    path = Path(path)
-    hint = "run train_multimodal.py to make one, or give the path of the one it saved"
-    if not path.is_file():
-        raise SchemaError(f"model {path} does not exist; {hint}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise SchemaError(f"{path} is not a readable checkpoint ({e}); {hint}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise SchemaError(f"{path} is not a multimodal checkpoint; {hint}")
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        raise SchemaError(f"{path} has checkpoint format {ckpt.get('format_version')}, this "
-                          f"code reads {FORMAT_VERSION}; re-run train_multimodal.py")
+    ckpt = load_plain(path, fmt=FORMAT, version=FORMAT_VERSION, what="multimodal model",
+                      made_by="train_multimodal.py")
     check_label_names(ckpt["label_names"], EMOTIONS, what=str(path))
     model = FusionModel(FusionConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["state_dict"])
