@@ -12,10 +12,12 @@ DEMO   := results/demo
 
 venv: $(STAMP)
 
-# Re-created whenever a requirements file changes.
-$(STAMP): requirements.txt requirements-dev.txt
+# Refreshed whenever the requirements or the package's metadata change. The
+# project is installed editable, so the stage commands (emotion-*) are on the
+# venv's PATH and `import emotion` works from anywhere.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $@
 
 lint: $(STAMP)

@@ -1,87 +1,9 @@
 """Emotions over time, and how unusual the input looks, for media.
 
-    python predict.py --video test.mp4 --multimodal saved_models/multimodal_best.pth \
-        --isolation results/anomaly/isolation_forest.joblib
-    python predict.py --image frame.jpg --audio clip.wav
-    python predict.py --audio clip.wav          # or --image frame.jpg alone
-
-Prints JSON: emotion_probs, anomaly_score (higher is more anomalous),
-anomaly_flag, and for media with time a timeline of windows.
+`python predict.py --help` lists the flags; the logic lives in emotion.serve.predict.
 """
 
-from __future__ import annotations
-
-import argparse
-import json
-import logging
-
-from emotion import cli
-from emotion.analysis import (
-    DEFAULT_EMBEDDER,
-    DEFAULT_ISOLATION,
-    DEFAULT_MULTIMODAL,
-    Analyzer,
-    Options,
-)
-from emotion.errors import EmotionError
-from emotion.report import plot_timeline, write_json
-
-log = logging.getLogger("predict")
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--video", help="a video file (mp4, mov, webm, avi, mkv)")
-    p.add_argument("--image", help="a picture with a face")
-    p.add_argument("--audio", help="an audio file (wav, flac, ogg, mp3, m4a)")
-    p.add_argument("--embedder", default=DEFAULT_EMBEDDER)
-    p.add_argument("--multimodal", default=DEFAULT_MULTIMODAL)
-    p.add_argument("--isolation", default=DEFAULT_ISOLATION)
-    p.add_argument("--hop", type=float, default=None,
-                   help="seconds between window starts (default: the window, 3 s)")
-    p.add_argument("--frames_per_window", type=int, default=3)
-    p.add_argument("--max_duration", type=float, default=None, help="refuse longer media (s)")
-    p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--out", help="also write the JSON here")
-    p.add_argument("--plot", help="draw the timeline to this PNG")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-
-    def body() -> None:
-        if args.video and (args.image or args.audio):
-            raise EmotionError("give --video alone, or --image and/or --audio")
-        if not (args.video or args.image or args.audio):
-            raise EmotionError("nothing to analyse: give --video, --image or --audio")
-        if args.hop is not None and args.hop <= 0:
-            raise EmotionError("--hop must be positive")
-        if args.frames_per_window < 1:
-            raise EmotionError("--frames_per_window must be at least 1")
-        analyzer = Analyzer(args.embedder, args.multimodal, args.isolation, device=args.device,
-                            options=Options(hop=args.hop,
-                                            frames_per_window=args.frames_per_window,
-                                            max_duration=args.max_duration))
-        if args.video:
-            result = analyzer.analyze_video(args.video)
-        elif args.image and args.audio:
-            result = analyzer.analyze_pair(args.image, args.audio)
-        elif args.audio:
-            result = analyzer.analyze_audio(args.audio)
-        else:
-            result = analyzer.analyze_image(args.image)
-        print(json.dumps(result, indent=2))
-        if args.out:
-            write_json(result, args.out)
-        if args.plot:
-            if "timeline" not in result:
-                raise EmotionError("--plot needs media with time (--video or --audio)")
-            plot_timeline(result, args.plot)
-
-    return cli.run(body, "predict.py")
-
+from emotion.serve.predict import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

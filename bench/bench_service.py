@@ -29,13 +29,12 @@ import numpy as np
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def make_media(folder: Path) -> dict[str, tuple[str, bytes]]:
     import soundfile as sf
 
-    from emotion.synth import make_video, speech_like
+    from emotion.stages.sample_data import make_video, speech_like
 
     sf.write(folder / "speech.wav", speech_like("happy", duration=5.0,
                                                 rng=np.random.default_rng(0)), 16_000)

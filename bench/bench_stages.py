@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def alternate(fns: dict, rounds: int) -> dict[str, float]:
@@ -45,8 +43,8 @@ def alternate(fns: dict, rounds: int) -> dict[str, float]:
 
 
 def bench_images(paths: list[Path], rounds: int) -> dict:
-    from emotion.faces import face_crop, make_detector
-    from emotion.images import load_image
+    from emotion.media.faces import face_crop, make_detector
+    from emotion.media.images import load_image
 
     dets = {name: make_detector(name) for name in ("haar", "mtcnn")}
 
@@ -63,7 +61,7 @@ def bench_images(paths: list[Path], rounds: int) -> dict:
 def bench_audio(paths: list[Path], rounds: int) -> dict:
     import librosa
 
-    from emotion.audio import AudioParams, features_from_file
+    from emotion.media.audio import AudioParams, features_from_file
 
     p = AudioParams()
 
@@ -89,7 +87,12 @@ def bench_audio(paths: list[Path], rounds: int) -> dict:
 def bench_embedding(rounds: int, n: int = 64) -> dict:
     import torch
 
-    from emotion.backbone import ImageEmbedder, build_resnet18, load_state, make_backbone
+    from emotion.models.image_backbone import (
+        ImageEmbedder,
+        build_resnet18,
+        load_state,
+        make_backbone,
+    )
 
     state, _ = load_state("none", seed=0)
     eager = build_resnet18()
@@ -118,8 +121,8 @@ def bench_embedding(rounds: int, n: int = 64) -> dict:
 
 
 def bench_fusion(n: int = 20_000) -> dict:
-    from emotion.pairing import Paired
-    from emotion.training import FitConfig, fit
+    from emotion.core.h5io import Paired
+    from emotion.stages.train_fusion import FitConfig, fit
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 6, n)
@@ -151,7 +154,7 @@ def main() -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     tmp = Path(tempfile.mkdtemp(prefix="bench_"))
     if args.images is None or args.audio is None:
-        from emotion.synth import make_sample_set
+        from emotion.stages.sample_data import make_sample_set
 
         audio_dir, image_dir = make_sample_set(tmp, n_speakers=6, clips_per_emotion=3,
                                                images_per_class={"train": 20},
@@ -167,7 +170,7 @@ def main() -> int:
     threads = torch.get_num_threads()
     # The preprocessing stages run these in worker processes of one thread each:
     # measure them the same way (per worker; --workers N gives about N times).
-    from emotion.parallel import _init_worker
+    from emotion.core.parallel import _init_worker
 
     _init_worker()
     if "images" in only:

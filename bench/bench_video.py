@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 FPS = 25
 SEGMENT = 6.0
@@ -33,7 +32,7 @@ EMOTIONS_CYCLE = ("happy", "sad", "angry", "neutral", "fear", "disgust")
 
 
 def make(path: Path, seconds: float) -> Path:
-    from emotion.synth import make_video
+    from emotion.stages.sample_data import make_video
 
     if path.is_file():
         return path
@@ -43,7 +42,7 @@ def make(path: Path, seconds: float) -> Path:
 
 
 def worker(mode: str, video: str, artifacts: Path) -> dict:
-    from emotion.analysis import Analyzer, Options
+    from emotion.serve.analyzer import Analyzer, Options
 
     kw = {"precision": "fp32", "options": Options(frames_per_window=int(3 * FPS))} \
         if mode == "naive" else {}

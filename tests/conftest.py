@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from emotion.stages.sample_data import make_sample_set
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-sys.path.insert(0, str(ROOT))  # the stage scripts live at the repository root
-
-from emotion.synth import make_sample_set  # noqa: E402
 
 
 @pytest.fixture
@@ -32,8 +30,8 @@ def sample_set(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def preprocessed(sample_set, tmp_path_factory) -> tuple[Path, Path]:
     """(preprocessed_images.h5, preprocessed_audio.h5) made by the two stage scripts."""
-    import preprocess_images
-    import preprocessing_audio
+    from emotion.stages import preprocess_audio as preprocessing_audio
+    from emotion.stages import preprocess_images
 
     audio_dir, images_dir = sample_set
     out = tmp_path_factory.mktemp("prep")
@@ -48,7 +46,7 @@ def preprocessed(sample_set, tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def embedded(preprocessed, tmp_path_factory) -> dict[str, Path]:
     """extract_embeddings.py on the preprocessed sample: embeddings files and embedder.pt."""
-    import extract_embeddings
+    from emotion.stages import extract as extract_embeddings
 
     img_h5, aud_h5 = preprocessed
     out = tmp_path_factory.mktemp("emb")
@@ -65,7 +63,7 @@ def embedded(preprocessed, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def paired(embedded, tmp_path_factory) -> dict[str, Path]:
     """make_paired_h5_filtered.py on the embeddings: {split: paired file}."""
-    import make_paired_h5_filtered
+    from emotion.stages import pair as make_paired_h5_filtered
 
     prefix = tmp_path_factory.mktemp("paired") / "saved_paired"
     assert make_paired_h5_filtered.main([
@@ -77,7 +75,7 @@ def paired(embedded, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def trained(paired, tmp_path_factory) -> Path:
     """train_multimodal.py on the pairs: the path of multimodal_best.pth."""
-    import train_multimodal
+    from emotion.stages import train_fusion as train_multimodal
 
     save = tmp_path_factory.mktemp("models")
     assert train_multimodal.main([
@@ -90,7 +88,7 @@ def trained(paired, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def artifacts(embedded, paired, trained, tmp_path_factory) -> dict[str, str]:
     """train_anomaly.py on the pairs: the three paths predict.py and the service load."""
-    import train_anomaly
+    from emotion.stages import train_anomaly
 
     out = tmp_path_factory.mktemp("anomaly")
     assert train_anomaly.main(["--train_h5", str(paired["train"]),

@@ -8,12 +8,12 @@ import joblib
 import numpy as np
 import pytest
 
-import train_anomaly
-from emotion import anomaly
-from emotion.anomaly import AnomalyDetector, fit_detectors, load_detector, payload
-from emotion.errors import EmotionError, SchemaError
-from emotion.pairing import load_paired
-from emotion.probes import AUDIO_PROBES, IMAGE_PROBES
+from emotion.core.errors import EmotionError, SchemaError
+from emotion.core.h5io import load_paired
+from emotion.models import anomaly
+from emotion.models.anomaly import AnomalyDetector, fit_detectors, load_detector, payload
+from emotion.stages import train_anomaly
+from emotion.stages.probes import AUDIO_PROBES, IMAGE_PROBES
 
 KINDS = [*AUDIO_PROBES, *IMAGE_PROBES, "mismatched"]
 

@@ -1,4 +1,4 @@
-"""The HTTP service (emotion/service.py, app.py) through Flask's test client.
+"""The HTTP service (emotion/serve/app.py, app.py) through Flask's test client.
 
 The analysis itself is tested in test_predict.py; here a real Analyzer (on the
 session's tiny artifacts) checks what goes through, and a fake one stands in
@@ -23,11 +23,11 @@ import schemathesis
 import soundfile as sf
 from hypothesis import HealthCheck, settings
 
-from emotion.analysis import Analyzer, ArtifactError
-from emotion.errors import EmotionError, MediaError, MediaTooLongError
-from emotion.labels import EMOTIONS
-from emotion.service import OPENAPI, create_app
-from emotion.synth import make_video, speech_like
+from emotion.core.errors import ArtifactError, EmotionError, MediaError, MediaTooLongError
+from emotion.core.labels import EMOTIONS
+from emotion.serve.analyzer import Analyzer
+from emotion.serve.app import OPENAPI, create_app
+from emotion.stages.sample_data import make_video, speech_like
 
 FIELDS = {"meeting_id": "meeting-1", "participant_id": "p.01"}
 
@@ -127,9 +127,13 @@ def test_analyze_audio_and_video(analyzer, media, tmp_path, api_schema):
         api_schema["/analyze"]["POST"].validate_response(r)
         assert (body["meeting_id"], body["participant_id"], body["type"]) == \
             ("meeting-1", "p.01", kind)
-        assert body["emotions"]["dominant"] in EMOTIONS
-        assert sum(body["emotions"]["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
-        assert len(body["timeline"]) >= 2 and body["duration"] > 3
+        direct = analyzer.analyze_file(file, kind)  # what the analysis itself says
+        assert body["emotions"] == {"dominant": direct["emotion"],
+                                    "probabilities": direct["emotion_probs"]}
+        assert body["timeline"] == direct["timeline"] and len(body["timeline"]) >= 2
+        assert body["anomaly"] == {"score": direct["anomaly_score"],
+                                   "flag": direct["anomaly_flag"]}
+        assert body["duration"] == direct["duration"] > 3
         assert body["windows"]["total"] == len(body["timeline"])
         assert body["models"]["embedder_id"] == analyzer.embedder.embedder_id
         assert body["forwarded"]["enabled"] is False
@@ -295,7 +299,7 @@ def test_overload_is_answered_503_at_once(media, tmp_path):
 def test_upload_is_a_private_temporary_file_removed_even_on_failure(media, tmp_path, caplog):
     fake = FakeAnalyzer(error=RuntimeError("boom in /srv/secret/model"))
     client = make_app(tmp_path, fake, MAX_CONCURRENT=1).test_client()
-    with caplog.at_level(logging.ERROR, logger="emotion.service"):
+    with caplog.at_level(logging.ERROR, logger="emotion.serve.app"):
         r = post(client, media["speech"], filename="../../evil.wav")
     body = assert_error(r, 500, "internal_error", r.headers["X-Request-ID"])
     assert "boom" not in body["detail"] and "Traceback" in caplog.text  # logged, not told
@@ -320,7 +324,7 @@ def test_analyzer_messages_do_not_show_the_temporary_name(media, tmp_path):
 # ----------------------------------------------------------------- headers, logs, CORS
 def test_request_id_and_one_log_line_per_request(tmp_path, caplog):
     client = make_app(tmp_path, FakeAnalyzer()).test_client()
-    with caplog.at_level(logging.INFO, logger="emotion.service"):
+    with caplog.at_level(logging.INFO, logger="emotion.serve.app"):
         r = client.get("/health", headers={"X-Request-ID": "req-42.a"})
         assert r.headers["X-Request-ID"] == "req-42.a"
         r = client.post("/analyze", headers={"X-Request-ID": "bad id; drop table"})

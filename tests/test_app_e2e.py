@@ -16,7 +16,7 @@ import pytest
 import requests
 import soundfile as sf
 
-from emotion.synth import make_video, speech_like
+from emotion.stages.sample_data import make_video, speech_like
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emotion.audio import (
+from emotion.core.errors import MediaError
+from emotion.media.audio import (
     SAMPLE_RATE,
     AudioParams,
     features_from_file,
@@ -11,8 +12,7 @@ from emotion.audio import (
     log_mel,
     prepare_clip,
 )
-from emotion.errors import MediaError
-from emotion.synth import speech_like
+from emotion.stages.sample_data import speech_like
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-import preprocess_images
-import preprocessing_audio
-from emotion import h5io
-from emotion.audio_prep import manifest_path
-from emotion.synth import draw_face, speech_like
+from emotion.core import h5io
+from emotion.stages import preprocess_audio as preprocessing_audio
+from emotion.stages import preprocess_images
+from emotion.stages.preprocess_audio import manifest_path
+from emotion.stages.sample_data import draw_face, speech_like
 
 
 @pytest.fixture

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-import extract_embeddings
-from emotion import h5io
-from emotion.audio import load_audio
-from emotion.backbone import (
+from emotion.core import h5io
+from emotion.core.errors import EmotionError
+from emotion.media.audio import load_audio
+from emotion.media.images import load_image
+from emotion.models.embedder import Embedder
+from emotion.models.image_backbone import (
     BF16_MIN_COSINE,
     ImageEmbedder,
     cpu_supports_bf16,
@@ -20,9 +22,7 @@ from emotion.backbone import (
     load_state,
     make_backbone,
 )
-from emotion.embedder import Embedder
-from emotion.errors import EmotionError
-from emotion.images import load_image
+from emotion.stages import extract as extract_embeddings
 
 
 def test_embedding_files_have_the_contracted_shapes(embedded, preprocessed):

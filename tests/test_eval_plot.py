@@ -1,4 +1,4 @@
-"""train_eval_plot.py and emotion.evaluation: metrics, plots, predictions, bad inputs."""
+"""train_eval_plot.py and emotion.stages.evaluate: metrics, plots, predictions, bad inputs."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import h5py
 import numpy as np
 import pytest
 
-import train_eval_plot
-from emotion import h5io
-from emotion.evaluation import (
+from emotion.core import h5io
+from emotion.core.h5io import load_paired
+from emotion.core.labels import EMOTIONS
+from emotion.models.fusion import CONDITIONS, load_checkpoint
+from emotion.stages import evaluate as train_eval_plot
+from emotion.stages.evaluate import (
     classification_metrics,
     confusion_counts,
     normalise_rows,
     report_text,
 )
-from emotion.fusion import CONDITIONS, load_checkpoint
-from emotion.labels import EMOTIONS
-from emotion.pairing import load_paired
-from emotion.training import evaluate
+from emotion.stages.train_fusion import score_conditions
 
 PNGS = ("confusion_val_raw.png", "confusion_val_normalized.png", "confusion_test_raw.png",
         "confusion_test_normalized.png", "accuracy_by_condition.png", "per_class_f1.png")
@@ -59,7 +59,7 @@ def test_metrics_and_report_list_all_six_classes_when_one_is_absent():
     m = classification_metrics(labels, labels.copy())
     assert list(m["per_class_f1"]) == list(EMOTIONS)
     assert m["accuracy"] == 1.0 and m["per_class_f1"]["sad"] == 0.0
-    assert m["macro_f1"] == pytest.approx(5 / 6)  # training.evaluate's definition
+    assert m["macro_f1"] == pytest.approx(5 / 6)  # the definition every stage shares
     text = report_text(labels, {"both": np.eye(6)[labels]}, split="val")
     assert all(name in text for name in EMOTIONS)
 
@@ -82,7 +82,7 @@ def test_main_writes_metrics_plots_and_predictions(evaluated, trained, paired, c
         assert (evaluated / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert not list(evaluated.glob("*.partial"))
 
-    # The metrics agree with the saved predictions, and with training.evaluate.
+    # The metrics agree with the saved predictions, and with the training loop's scores.
     model, _ = load_checkpoint(trained)
     with np.load(evaluated / "predictions.npz") as npz:
         assert list(npz["label_names"]) == list(EMOTIONS)
@@ -92,7 +92,7 @@ def test_main_writes_metrics_plots_and_predictions(evaluated, trained, paired, c
             np.testing.assert_array_equal(labels, data.labels)
             assert list(npz[f"{split}_image_paths"]) == data.image_paths
             assert list(npz[f"{split}_audio_paths"]) == data.audio_paths
-            ref = evaluate(model, data)
+            ref = score_conditions(model, data)
             for cond in CONDITIONS:
                 proba = npz[f"{split}_{cond}_proba"]
                 assert proba.shape == (len(labels), 6)

@@ -11,14 +11,22 @@ import pytest
 import torch
 import torchvision
 
-import extract_embeddings
-import train_face_backbone
-from emotion import face_backbone as fb
-from emotion import h5io
-from emotion.backbone import ImageEmbedder, load_state, make_backbone, resize_batch, state_sha256
-from emotion.embedder import Embedder
-from emotion.errors import EmotionError
-from emotion.labels import ALL_LABELS, EMOTIONS
+from emotion.core import h5io
+from emotion.core.errors import EmotionError
+from emotion.core.labels import ALL_LABELS, EMOTIONS
+from emotion.models import image_backbone as ib
+from emotion.models.embedder import Embedder
+from emotion.models.image_backbone import (
+    ImageEmbedder,
+    load_state,
+    make_backbone,
+    resize_batch,
+    state_sha256,
+)
+from emotion.stages import extract as extract_embeddings
+from emotion.stages import face_batches as batches
+from emotion.stages import train_backbone as fb
+from emotion.stages import train_backbone as train_face_backbone
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,7 +46,7 @@ def weights(preprocessed, tmp_path_factory):
         mp.setattr(torch.hub, "get_dir", lambda: str(out.parent / "empty_hub"))
         assert train_face_backbone.main([
             "--images_h5", str(preprocessed[0]), "--out", str(out), "--epochs", "2",
-            "--batch_size", "16", "--lr", "0.002", "--size", "32", "--device", "cpu",
+            "--batch_size", "16", "--lr", "0.002", "--net_size", "32", "--device", "cpu",
             "--precision", "fp32", "--seed", "0"]) == 0
     return out
 
@@ -77,7 +85,7 @@ def test_reader_drops_other_classes_and_reads_each_row_once_in_bounded_blocks(
 
     monkeypatch.setattr(h5io, "read_images", spy)
     with h5io.open_checked(preprocessed[0], h5io.PREPROCESSED_IMAGES) as f:
-        reader = fb.SplitReader(f["train"], block=4, buffer_blocks=2)
+        reader = batches.SplitReader(f["train"], block=4, buffer_blocks=2)
         assert reader.dropped == {"surprise": 2} and len(reader) == 36
         assert reader.counts() == dict.fromkeys(EMOTIONS, 6)
         plain = list(reader.batches(5))
@@ -87,7 +95,7 @@ def test_reader_drops_other_classes_and_reads_each_row_once_in_bounded_blocks(
                                     min_batch=2))
     assert max(largest) <= 8  # a block, or a slice spanning at most twice its rows
     assert [len(y) for _, y in shuffled] == [5] * 7  # 36 = 7 x 5 + 1: a batch of 1 is left
-    assert len(shuffled) == fb.n_batches(36, 5, min_batch=2) and len(plain) == 8
+    assert len(shuffled) == batches.n_batches(36, 5, min_batch=2) and len(plain) == 8
     key = [(int(y), float(x.sum())) for xs, ys in plain for x, y in zip(xs, ys, strict=True)]
     got = [(int(y), float(x.sum())) for xs, ys in shuffled for x, y in zip(xs, ys, strict=True)]
     assert len(set(got)) == len(got) and set(got) < set(key)  # no row twice, one left out
@@ -105,7 +113,7 @@ def test_reader_reads_rows_far_apart_by_index(preprocessed, tmp_path):
         f["train/labels"][...] = np.where(np.isin(np.arange(len(labels)), kept), labels,
                                           ALL_LABELS.index("contempt"))
     with h5io.open_checked(sparse, h5io.PREPROCESSED_IMAGES) as f:
-        reader = fb.SplitReader(f["train"])
+        reader = batches.SplitReader(f["train"])
         assert reader.dropped == {"contempt": len(labels) - 2} and kept[1] - kept[0] > 30
         (x, y), = reader.batches(8)
         np.testing.assert_array_equal(x, h5io.read_images(f["train/images"], kept))
@@ -113,10 +121,10 @@ def test_reader_reads_rows_far_apart_by_index(preprocessed, tmp_path):
 
 
 def test_augmentation_is_seeded_and_stays_in_range(preprocessed):
-    x = fb.to_network_size(_images(preprocessed[0]), 32)
-    a = fb.augment(x.clone(), torch.Generator().manual_seed(1))
-    b = fb.augment(x.clone(), torch.Generator().manual_seed(1))
-    c = fb.augment(x.clone(), torch.Generator().manual_seed(2))
+    x = ib.to_network_size(_images(preprocessed[0]), 32)
+    a = batches.augment(x.clone(), torch.Generator().manual_seed(1))
+    b = batches.augment(x.clone(), torch.Generator().manual_seed(1))
+    c = batches.augment(x.clone(), torch.Generator().manual_seed(2))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
     assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0 and not torch.allclose(a, x)
 
@@ -125,7 +133,7 @@ def test_training_prepares_images_as_the_embedder_does(preprocessed):
     """At the crops' own size, training's input is the embedder's, bit for bit."""
     x = _images(preprocessed[0])
     embedder = ImageEmbedder(make_backbone(load_state("none")[0]))
-    assert torch.equal(fb.normalise(fb.to_network_size(x, x.shape[1])), embedder._prepare(x))
+    assert torch.equal(ib.normalise(ib.to_network_size(x, x.shape[1])), embedder._prepare(x))
     t = torch.rand(2, 3, 64, 64)
     assert resize_batch(t, 64) is t and resize_batch(t, 32).shape == (2, 3, 32, 32)
 
@@ -135,11 +143,11 @@ def test_training_prepares_images_as_the_embedder_does(preprocessed):
 
 def test_a_short_run_lowers_the_training_loss(preprocessed):
     with h5io.open_checked(preprocessed[0], h5io.PREPROCESSED_IMAGES) as f:
-        state, init = fb.initial_state("scratch", seed=0)
+        state, init = ib.initial_state("scratch", seed=0)
         cfg = fb.FaceTrainConfig(epochs=3, batch_size=36, lr=1e-3, size=32, augment=False,
                                  label_smoothing=0.0)
-        best, history = fb.fit(fb.SplitReader(f["train"]), fb.SplitReader(f["val"]), state,
-                               cfg, progress=False)
+        best, history = fb.fit(batches.SplitReader(f["train"]), batches.SplitReader(f["val"]),
+                               state, cfg, progress=False)
     assert init == "scratch"
     losses = [h["loss"] for h in history]
     assert losses[-1] < 0.5 * losses[0], losses
@@ -148,7 +156,7 @@ def test_a_short_run_lowers_the_training_loss(preprocessed):
 
 def test_saved_file_is_plain_data_with_its_fields(weights, preprocessed):
     d = torch.load(weights, weights_only=True)
-    assert d["format"] == fb.FORMAT and d["format_version"] == fb.FORMAT_VERSION
+    assert d["format"] == ib.FACE_FORMAT and d["format_version"] == ib.FACE_FORMAT_VERSION
     assert d["arch"] == "resnet18" and d["init"] == "scratch"  # no ImageNet in the cache
     assert d["input_size"] == 32 and d["source_size"] == 64
     assert d["label_names"] == list(EMOTIONS) and len(d["mean"]) == len(d["std"]) == 3
@@ -158,13 +166,13 @@ def test_saved_file_is_plain_data_with_its_fields(weights, preprocessed):
     assert {"val", "test", "selection"} <= set(d["metrics"]) and len(d["history"]) == 2
     assert d["config"]["size"] == 32 and d["config"]["precision"] == "fp32"
     assert "torch" in d["versions"]
-    assert fb.read_weights(weights)["sha256"] == d["sha256"]
+    assert ib.read_weights(weights)["sha256"] == d["sha256"]
     # the recorded val metrics are those of the saved weights
-    model = fb.FaceNet(d["state_dict"]).to(memory_format=torch.channels_last)
+    model = ib.FaceNet(d["state_dict"]).to(memory_format=torch.channels_last)
     model.head.load_state_dict(d["head"])
     with h5io.open_checked(preprocessed[0], h5io.PREPROCESSED_IMAGES) as f:
-        val = fb.evaluate(model, fb.SplitReader(f["val"]), size=32, device="cpu", bf16=False,
-                          batch_size=7)
+        val = fb.evaluate_backbone(model, batches.SplitReader(f["val"]), size=32, device="cpu",
+                                   bf16=False, batch_size=7)
     assert val == d["metrics"]["val"]
 
 
@@ -174,8 +182,8 @@ def test_load_state_accepts_the_file_with_a_stable_hash(weights):
     assert desc == "file:face_resnet18.pt"
     assert state_sha256(a) == state_sha256(b) == torch.load(weights, weights_only=True)["sha256"]
     make_backbone(a)
-    assert fb.weights_input_size(str(weights)) == 32
-    assert fb.weights_input_size("imagenet") is None and fb.weights_input_size("none") is None
+    assert ib.weights_input_size(str(weights)) == 32
+    assert ib.weights_input_size("imagenet") is None and ib.weights_input_size("none") is None
 
 
 def test_weights_round_trip_through_extract_embeddings(weights, extracted, preprocessed):
@@ -194,9 +202,9 @@ def test_weights_round_trip_through_extract_embeddings(weights, extracted, prepr
 def test_the_embedder_resizes_to_the_trained_input_size(weights, extracted, preprocessed):
     emb = Embedder.load(extracted["embedder"], precision="fp32")
     x = _images(preprocessed[0])
-    model = make_backbone(fb.read_weights(weights)["state_dict"])
+    model = make_backbone(ib.read_weights(weights)["state_dict"])
     with torch.inference_mode():
-        trained_view = model(fb.normalise(fb.to_network_size(x, 32))).numpy()
+        trained_view = model(ib.normalise(ib.to_network_size(x, 32))).numpy()
     np.testing.assert_allclose(emb.embed_images(x), trained_view, rtol=1e-4, atol=1e-4)
 
 
@@ -212,7 +220,7 @@ def _only_happy_in_train(f: h5py.File) -> None:
 
 
 @pytest.mark.parametrize("case, argv, edit, expected", [
-    ("size", ["--size", "16"], None, "--size 16: at least 32"),
+    ("size", ["--net_size", "16"], None, "--net_size 16: at least 32"),
     ("schema", [], "audio", "holds preprocessed_audio, not preprocessed_images"),
     ("no_val", [], _without_val, "has no val images of the six emotions"),
     ("one_class", [], _only_happy_in_train, "holds 1 of the six emotions (happy)"),
@@ -230,7 +238,7 @@ def test_stage_refuses_bad_inputs_in_one_line(case, argv, edit, expected, prepro
     out = tmp_path / "w.pt"
     rc = train_face_backbone.main(["--images_h5", str(src), "--out", str(out), "--device",
                                    "cpu", "--init", "scratch", "--epochs", "1", "--batch_size",
-                                   "16", "--size", "32", *argv])
+                                   "16", "--net_size", "32", *argv])
     err = capsys.readouterr().err
     assert rc == 2 and expected in err and "Traceback" not in err, err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
@@ -243,7 +251,7 @@ def test_init_imagenet_without_the_cache(preprocessed, tmp_path, monkeypatch, ca
     err = capsys.readouterr().err
     assert rc == 2 and "resnet18-f37072fd.pth" in err and "--init scratch" in err
     with caplog.at_level("WARNING"):
-        _, init = fb.initial_state("auto")
+        _, init = ib.initial_state("auto")
     assert init == "scratch" and "training from SCRATCH" in caplog.text
 
 
@@ -269,7 +277,7 @@ def bad_files(weights, tmp_path_factory) -> dict:
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("text", "not a readable torch file"), ("truncated", "not a readable torch file"),
+    ("text", "not a readable face backbone"), ("truncated", "not a readable face backbone"),
     ("resnet34", "do not fit ResNet18: 96 unexpected (layer1.2.conv1.weight"),
     ("shape", "1 of the wrong shape (conv1.weight (32, 3, 7, 7) instead of (64, 3, 7, 7))"),
     ("missing", "do not fit ResNet18: 30 missing (layer4.0.conv1.weight"),
@@ -277,7 +285,7 @@ def bad_files(weights, tmp_path_factory) -> dict:
 ])
 def test_bad_weights_files_are_refused_in_one_line(bad_files, name, expected):
     with pytest.raises(EmotionError) as e:
-        fb.read_weights(bad_files[name])
+        ib.read_weights(bad_files[name])
     assert expected in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from emotion import h5io
-from emotion.errors import LabelError, SchemaError
+from emotion.core import h5io
+from emotion.core.errors import LabelError, SchemaError
 
 
 def _write_audio_like(path, **overrides):

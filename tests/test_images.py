@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion import images
-from emotion.errors import MediaError
-from emotion.images import center_square, crop_square, load_image, square_around
+from emotion.core.errors import MediaError
+from emotion.media import images
+from emotion.media.images import center_square, crop_square, load_image, square_around
 
 
 def _save(img: Image.Image, path, **kw):

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from emotion.errors import LabelError
-from emotion.labels import (
+from emotion.core.errors import LabelError
+from emotion.core.labels import (
     ALL_LABELS,
     EMOTIONS,
     check_label_names,

@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-import make_paired_h5_filtered
-import train_multimodal
-from emotion import h5io
-from emotion.fusion import CONDITIONS, load_checkpoint, predict_proba
-from emotion.labels import ALL_LABELS, EMOTIONS
-from emotion.pairing import cycle_draw, load_paired, pair_split
-from emotion.training import class_weights, evaluate
+from emotion.core import h5io
+from emotion.core.fitting import class_weights
+from emotion.core.h5io import load_paired
+from emotion.core.labels import ALL_LABELS, EMOTIONS
+from emotion.models.fusion import CONDITIONS, load_checkpoint, predict_proba
+from emotion.stages import pair as make_paired_h5_filtered
+from emotion.stages import train_fusion as train_multimodal
+from emotion.stages.pair import cycle_draw, pair_split
+from emotion.stages.train_fusion import score_conditions
 
 
 def _audio_split_of(embedded) -> dict[str, str]:
@@ -111,7 +113,7 @@ def test_checkpoint_is_plain_data_and_round_trips(trained, paired):
     test = load_paired(paired["test"])
     assert ckpt["embedder_id"] == test.embedder_id
     # the metrics stored at training time are what the loaded model gives now
-    again = evaluate(model, test)
+    again = score_conditions(model, test)
     for cond in CONDITIONS:
         assert again[cond]["accuracy"] == pytest.approx(ckpt["metrics"]["test"][cond]["accuracy"])
 
@@ -148,6 +150,6 @@ def test_training_is_seeded(paired, tmp_path):
 
 
 def test_class_weights_balance_the_classes():
-    w = class_weights(np.array([0, 0, 0, 1, 2, 2]))
+    w = class_weights(np.array([0, 0, 0, 1, 2, 2]), 6)
     assert w[0] * 3 == pytest.approx(w[1] * 1) == pytest.approx(w[2] * 2)
     assert w[3:].sum() == 0

@@ -1,11 +1,11 @@
-"""Running stages in order and reusing what is still valid (emotion/pipeline.py)."""
+"""Running stages in order and reusing what is still valid (emotion/stages/run_all.py)."""
 
 from __future__ import annotations
 
 import logging
 import os
 
-from emotion.pipeline import Stage, run_stages
+from emotion.stages.run_all import Stage, run_stages
 
 
 def _stages(tmp_path, calls, *, flag="a", fail=False):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import preprocess_images
-import preprocessing_audio
-from emotion import h5io
-from emotion.audio_prep import manifest_path
-from emotion.labels import ALL_LABELS, EMOTIONS
+from emotion.core import h5io
+from emotion.core.labels import ALL_LABELS, EMOTIONS
+from emotion.stages import preprocess_audio as preprocessing_audio
+from emotion.stages import preprocess_images
+from emotion.stages.preprocess_audio import manifest_path
 
 
 def test_image_stage_output_validates(preprocessed):
@@ -82,7 +82,7 @@ def test_split_option_puts_every_clip_in_one_split(sample_set, tmp_path):
 def test_labels_csv_convention(tmp_path):
     import soundfile as sf
 
-    from emotion.synth import speech_like
+    from emotion.stages.sample_data import speech_like
 
     folder = tmp_path / "corpus"
     folder.mkdir()
@@ -133,7 +133,7 @@ def test_parallel_workers_write_the_same_file(sample_set, preprocessed, tmp_path
 
 
 def test_interrupted_run_leaves_no_output(sample_set, tmp_path, monkeypatch, capsys):
-    from emotion import image_prep
+    from emotion.stages import preprocess_images as image_prep
 
     _, images_dir = sample_set
     real, calls = image_prep._process, []
@@ -153,7 +153,7 @@ def test_interrupted_run_leaves_no_output(sample_set, tmp_path, monkeypatch, cap
 
 def test_audio_interrupted_run_keeps_the_previous_file(sample_set, preprocessed, tmp_path,
                                                        monkeypatch):
-    from emotion import audio_prep
+    from emotion.stages import preprocess_audio as audio_prep
 
     audio_dir, _ = sample_set
     out = tmp_path / "a.h5"

@@ -2,16 +2,16 @@
 
 TensorFlow is never a dependency of the project, so this runs in a venv of its own:
 
-    python3 -m venv /tmp/tfenv
-    /tmp/tfenv/bin/pip install tensorflow mtcnn==1.0.0 scikit-image torch==2.14.1 \\
+    python3 -m venv .tfenv    # a venv of its own, beside the project's .venv
+    .tfenv/bin/pip install tensorflow mtcnn==1.0.0 scikit-image torch==2.14.1 \\
         "opencv-python-headless<5" joblib lz4
-    /tmp/tfenv/bin/python tools/make_mtcnn_fixture.py --fer_dir ../shared/data/fer2013
+    .tfenv/bin/python tools/make_mtcnn_fixture.py --fer_dir ../shared/data/fer2013
 
 It writes two public-domain images as small JPEGs (scikit-image's ``astronaut`` and, with
 no face, ``coffee`` at half size), runs ``mtcnn.MTCNN().detect_faces`` on them and on a few
 variants made from the decoded JPEGs, and stores boxes, scores and landmarks, plus the
 three networks' outputs on seeded random input, in the JSON fixture. It then compares the
-PyTorch port (emotion/mtcnn.py) with the package on those images and on a few FER2013 test
+PyTorch port (emotion/media/mtcnn.py) with the package on those images and on a few FER2013 test
 faces, and prints agreement and timing. FER images are only read, never written: their
 licence does not allow committing them.
 
@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 REFERENCE = "mtcnn_reference.json"
-COMMAND = "/tmp/tfenv/bin/python tools/make_mtcnn_fixture.py --fer_dir ../shared/data/fer2013"
+COMMAND = ".tfenv/bin/python tools/make_mtcnn_fixture.py --fer_dir ../shared/data/fer2013"
 KEYPOINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 NETWORK_SEED = 0
 
@@ -198,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     from mtcnn import MTCNN as TfMTCNN
     from skimage import data
 
-    sys.path.insert(0, str(ROOT))
-    from emotion.mtcnn import MTCNN
+    from emotion.media.mtcnn import MTCNN
 
     args.out.mkdir(parents=True, exist_ok=True)
     # Public-domain sources, written once as JPEGs; every variant comes from the decoded files.
@@ -241,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
                           "output_shapes_nhwc": [list(o.shape) for o in outs]}
 
     fixture = {
-        "about": "mtcnn 1.0.0 + TensorFlow reference for emotion/mtcnn.py (tests/test_mtcnn.py)",
+        "about": "mtcnn 1.0.0 + TensorFlow reference for emotion/media/mtcnn.py "
+                 "(tests/test_mtcnn.py)",
         "command": COMMAND,
         "call": "mtcnn.MTCNN().detect_faces(rgb_uint8_hxwx3, box_format='xyxy', "
                 "output_type='numpy'); boxes are x1, y1, x2, y2 in pixels",

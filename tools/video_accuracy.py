@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from emotion import h5io  # noqa: E402
-from emotion.analysis import Analyzer  # noqa: E402
-from emotion.audio import load_audio, resample, to_mono  # noqa: E402
-from emotion.images import load_image  # noqa: E402
-from emotion.labels import ALL_LABELS, EMOTIONS, canonical  # noqa: E402
-from emotion.synth import in_frame, write_video  # noqa: E402
+from emotion.core import h5io
+from emotion.core.labels import ALL_LABELS, EMOTIONS, canonical
+from emotion.media.audio import load_audio, resample, to_mono
+from emotion.media.images import load_image
+from emotion.serve.analyzer import Analyzer
+from emotion.stages.sample_data import in_frame, write_video
 
 SEGMENT = 3.0
 FPS = 25

@@ -1,0 +1,321 @@
+"""The HTTP service: POST /analyze, GET /health, /ready and /openapi.json.
+
+:func:`create_app` builds the Flask app and loads the three artifacts once
+(an :class:`~emotion.serve.analyzer.Analyzer`, the same core predict.py uses); under
+gunicorn each worker imports app.py and so builds its own (see gunicorn.conf.py).
+
+A request to /analyze, in order:
+
+1. takes one of the worker's MAX_CONCURRENT admission slots, or is answered
+   503 with Retry-After at once (no queue grows without bound);
+2. receives the upload straight into a private temporary file with a generated
+   name (``UploadRequest``), removed when the request ends, whatever happens;
+3. validates the form, judges the file by its content (PyAV), analyses it (one
+   analysis at a time per worker: the analysis is CPU-bound, and OpenCV's face
+   cascade is not safe to share between threads);
+4. answers JSON and, when BACKEND_URL is set, forwards the result within a
+   bounded time, saying in ``forwarded`` whether that worked.
+
+Every error is JSON ``{"error", "detail"}``. Settings come from the environment
+(:data:`SETTINGS`); ``create_app(config)`` overrides them, for tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import Flask, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from emotion.core.errors import ArtifactError, MediaError, MediaTooLongError, UndecodableMediaError
+from emotion.media.decode import probe
+from emotion.serve.analyzer import (
+    Analyzer,
+    Options,
+)
+from emotion.serve.forwarder import Forwarder
+from emotion.serve.settings import SETTINGS, load_settings
+from emotion.serve.uploads import UploadRequest, private_upload_dir
+
+log = logging.getLogger(__name__)
+
+OPENAPI = Path(__file__).resolve().parent / "openapi.json"
+KINDS = ("audio", "video")
+ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")          # meeting_id, participant_id
+REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")   # a client's X-Request-ID we keep
+
+
+class ServiceError(Exception):
+    """An expected refusal: answered with `status` and {"error", "detail"}."""
+
+    def __init__(self, status: int, error: str, detail: str, *, retry_after: int | None = None):
+        super().__init__(detail)
+        self.status, self.error, self.detail, self.retry_after = status, error, detail, retry_after
+
+
+# ----------------------------------------------------------------- the app
+@dataclass
+class Service:
+    """What lives as long as the worker: kept in app.extensions["emotion"]."""
+
+    settings: dict
+    analyzer: Analyzer | None
+    upload_dir: str
+    slots: threading.BoundedSemaphore
+    analysis_lock: threading.Lock
+    forwarder: Forwarder | None
+    openapi: bytes
+
+
+def create_app(config: dict | None = None, analyzer=None) -> Flask:
+    """The service. `config` overrides the environment's SETTINGS and Flask's config.
+
+    The artifacts load here, once; a missing or mismatched one raises
+    ArtifactError. `analyzer` injects a ready one (tests); ``LOAD_MODELS=False``
+    in `config` builds the app without models (/ready then answers 503).
+    """
+    config = dict(config or {})
+    load_models = config.pop("LOAD_MODELS", True)
+    settings = load_settings({k: v for k, v in config.items() if k in SETTINGS})
+    app = Flask(__name__)
+    app.request_class = UploadRequest
+    app.json.sort_keys = False
+    app.config.update({k: v for k, v in config.items() if k not in SETTINGS})
+    app.config["MAX_CONTENT_LENGTH"] = int(float(settings["MAX_UPLOAD_MB"]) * 2**20)
+
+    if analyzer is None and load_models:
+        analyzer = _load_analyzer(settings)
+    upload_dir = private_upload_dir(settings["UPLOAD_DIR"] or None)
+    app.extensions["emotion"] = Service(
+        settings=settings, analyzer=analyzer, upload_dir=upload_dir,
+        slots=threading.BoundedSemaphore(int(settings["MAX_CONCURRENT"])),
+        analysis_lock=threading.Lock(),
+        forwarder=Forwarder(settings["BACKEND_URL"], float(settings["BACKEND_TIMEOUT"]),
+                            int(settings["BACKEND_RETRIES"]),
+                            float(settings["BACKEND_DEADLINE"]))
+        if settings["BACKEND_URL"] else None,
+        openapi=OPENAPI.read_bytes())
+
+    origins = [o.strip() for o in settings["FLASK_CORS_ORIGINS"].split(",") if o.strip()]
+    if origins:
+        from flask_cors import CORS
+
+        CORS(app, origins=origins, expose_headers=["X-Request-ID", "Retry-After"])
+    _register_request_log(app)
+    _register_errors(app)
+    _register_routes(app)
+    log.info("service ready: models %s, uploads in %s, max %s MB, %s concurrent, backend %s",
+             "loaded" if analyzer is not None else "not loaded", upload_dir,
+             settings["MAX_UPLOAD_MB"], settings["MAX_CONCURRENT"],
+             "on" if settings["BACKEND_URL"] else "off")
+    return app
+
+
+def _load_analyzer(settings: dict) -> Analyzer:
+    if settings["TORCH_THREADS"]:
+        import torch
+
+        torch.set_num_threads(int(settings["TORCH_THREADS"]))
+    started = time.perf_counter()
+    try:
+        analyzer = Analyzer(settings["EMBEDDER_PATH"], settings["MULTIMODAL_PATH"],
+                            settings["ISOLATION_PATH"], device=settings["DEVICE"],
+                            options=Options(max_duration=float(settings["MAX_MEDIA_SECONDS"])))
+    except ArtifactError as e:
+        raise ArtifactError(f"{e} (the service reads EMBEDDER_PATH, MULTIMODAL_PATH and "
+                            "ISOLATION_PATH)") from None
+    log.info("models loaded in %.1f s: embedder %s", time.perf_counter() - started,
+             analyzer.embedder.embedder_id)
+    return analyzer
+
+
+def _service() -> Service:
+    return current_app.extensions["emotion"]
+
+
+def _register_request_log(app: Flask) -> None:
+    @app.before_request
+    def start() -> None:
+        g.started = time.perf_counter()
+        rid = request.headers.get("X-Request-ID", "")
+        g.request_id = rid if REQUEST_ID_RE.fullmatch(rid) else uuid.uuid4().hex
+
+    @app.after_request
+    def finish(response):
+        rid = g.get("request_id") or uuid.uuid4().hex
+        response.headers["X-Request-ID"] = rid
+        ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        path = re.sub(r"[^\x21-\x7e]", "?", request.path)[:200]
+        log.info("request %s %s %s %d %.1f ms", rid, request.method, path,
+                 response.status_code, ms)
+        return response
+
+    @app.teardown_request
+    def remove_uploads(exc) -> None:
+        for path in getattr(request, "upload_paths", ()):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def _error(status: int, error: str, detail: str, headers=None):
+    response = jsonify(error=error, detail=detail)
+    response.status_code = status
+    for k, v in headers or ():
+        response.headers[k] = v
+    return response
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(e: ServiceError):
+        headers = [("Retry-After", str(e.retry_after))] if e.retry_after is not None else []
+        return _error(e.status, e.error, e.detail, headers)
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        code = e.code or 500
+        if code == 413:
+            mb = _service().settings["MAX_UPLOAD_MB"]
+            return _error(413, "upload_too_large", f"the upload is larger than the limit "
+                          f"of {mb:g} MB (MAX_UPLOAD_MB)")
+        headers = [(k, v) for k, v in e.get_headers() if k.lower() != "content-type"]
+        name = re.sub(r"[^a-z0-9]+", "_", (e.name or "error").lower()).strip("_")
+        return _error(code, name, e.description or name, headers)
+
+    @app.errorhandler(Exception)
+    def unexpected(e: Exception):
+        rid = g.get("request_id", "?")
+        log.exception("request %s failed unexpectedly", rid)
+        return _error(500, "internal_error", f"an unexpected error occurred; the server's log "
+                      f"has it under request id {rid}")
+
+
+def _register_routes(app: Flask) -> None:
+    @app.get("/health")
+    def health():
+        return jsonify(status="ok")
+
+    @app.get("/ready")
+    def ready():
+        svc = _service()
+        if svc.analyzer is None:
+            raise ServiceError(503, "not_ready", "the models are not loaded",
+                               retry_after=int(svc.settings["RETRY_AFTER"]))
+        return jsonify(status="ready", models=_models(svc.analyzer.used()))
+
+    @app.get("/openapi.json")
+    def openapi():
+        return app.response_class(_service().openapi, mimetype="application/json")
+
+    @app.post("/analyze")
+    def analyze():
+        svc = _service()
+        retry = int(svc.settings["RETRY_AFTER"])
+        if svc.analyzer is None:
+            raise ServiceError(503, "not_ready", "the models are not loaded", retry_after=retry)
+        if not svc.slots.acquire(blocking=False):
+            raise ServiceError(503, "overloaded", f"this worker already has "
+                               f"{svc.settings['MAX_CONCURRENT']} analyses in progress; "
+                               f"retry after {retry} s", retry_after=retry)
+        try:
+            fields = _form()
+            path = _upload()
+            kind = fields["type"]
+            _judge(path, kind, float(svc.settings["MAX_MEDIA_SECONDS"]))
+            with svc.analysis_lock:
+                result = _run(svc.analyzer, path, kind)
+        finally:
+            svc.slots.release()
+        body = {"request_id": g.request_id, **fields, **_summary(result)}
+        if svc.forwarder is not None:
+            body["forwarded"] = svc.forwarder.send(body, g.request_id)
+        else:
+            body["forwarded"] = {"enabled": False, "ok": None, "attempts": 0, "status": None,
+                                 "error": None, "seconds": 0.0}
+        return jsonify(body)
+
+
+# ----------------------------------------------------------------- /analyze steps
+def _form() -> dict:
+    out = {}
+    for name in ("meeting_id", "participant_id"):
+        value = request.form.get(name)
+        if value is None or value == "":
+            raise ServiceError(400, "invalid_request", f"{name} is required")
+        if not ID_RE.fullmatch(value):
+            raise ServiceError(400, "invalid_request", f"{name} must be 1 to 128 characters "
+                               "among letters, digits and . _ : -")
+        out[name] = value
+    kind = request.form.get("type")
+    if kind not in KINDS:
+        raise ServiceError(400, "invalid_request", "type is required: audio or video")
+    out["type"] = kind
+    return out
+
+
+def _upload() -> str:
+    upload = request.files.get("file")
+    if upload is None:
+        raise ServiceError(400, "invalid_request", "file is required (a multipart file part "
+                           "named 'file')")
+    upload.stream.flush()
+    path = upload.stream.name
+    if os.path.getsize(path) == 0:
+        raise ServiceError(400, "invalid_request", "file is empty")
+    return path
+
+
+def _judge(path: str, kind: str, max_seconds: float) -> None:
+    """What the file is, by its content; refuse early what cannot be analysed."""
+    try:
+        info = probe(path)
+    except MediaError:
+        raise ServiceError(415, "unsupported_media", "unsupported or undecodable media: "
+                           "send audio or video that FFmpeg can decode") from None
+    if kind == "video" and not info.has_video:
+        raise ServiceError(422, "unprocessable_media", "type is video but the file holds no "
+                           "video stream" + (" (it is audio: send type=audio)"
+                                             if info.has_audio else ""))
+    if info.duration > max_seconds:
+        raise ServiceError(413, "media_too_long", f"the media lasts {info.duration:.0f} s, "
+                           f"longer than the maximum of {max_seconds:g} s")
+
+
+def _run(analyzer, path: str, kind: str) -> dict:
+    try:
+        return analyzer.analyze_file(path, kind)
+    except MediaError as e:
+        # messages name the file by its base name only: a generated one, replaced here
+        detail = str(e).replace(os.path.basename(path), "the upload")
+        if isinstance(e, MediaTooLongError):
+            raise ServiceError(413, "media_too_long", detail) from None
+        if isinstance(e, UndecodableMediaError):
+            raise ServiceError(415, "unsupported_media",
+                               f"unsupported or undecodable media: {detail}") from None
+        raise ServiceError(422, "unprocessable_media", detail) from None
+
+
+def _models(used: dict) -> dict:
+    """What the artifacts are, without where they are on this server."""
+    return {k: v for k, v in used.items() if k != "artifacts"}
+
+
+def _summary(result: dict) -> dict:
+    return {
+        "duration": result["duration"],
+        "emotions": {"dominant": result["emotion"], "probabilities": result["emotion_probs"]},
+        "anomaly": {"score": result["anomaly_score"], "flag": result["anomaly_flag"]},
+        "timeline": result["timeline"],
+        "anomalies": result["anomalies"],
+        "windows": result["windows"],
+        "models": _models(result["used"]),
+        "processing_seconds": result["processing_seconds"],
+    }

@@ -1,0 +1,49 @@
+"""The service's settings: every one from the environment, overridable for tests."""
+
+from __future__ import annotations
+
+import os
+
+from emotion.core.errors import EmotionError
+from emotion.core.paths import DEFAULT
+
+# name: (type, default). Every one can be set in the environment.
+SETTINGS: dict[str, tuple[type, object]] = {
+    "EMBEDDER_PATH": (str, str(DEFAULT.embedder)),
+    "MULTIMODAL_PATH": (str, str(DEFAULT.multimodal)),
+    "ISOLATION_PATH": (str, str(DEFAULT.isolation)),
+    "DEVICE": (str, "cpu"),
+    "TORCH_THREADS": (int, 0),          # 0: torch's default
+    "MAX_UPLOAD_MB": (float, 200.0),
+    "MAX_MEDIA_SECONDS": (float, 3600.0),
+    "MAX_CONCURRENT": (int, 2),         # /analyze requests admitted per worker at once
+    "RETRY_AFTER": (int, 5),            # seconds, in 503 answers
+    "UPLOAD_DIR": (str, ""),            # '': the system's temporary folder
+    "BACKEND_URL": (str, ""),
+    "BACKEND_TIMEOUT": (float, 5.0),    # seconds per attempt
+    "BACKEND_RETRIES": (int, 2),        # attempts after the first
+    "BACKEND_DEADLINE": (float, 10.0),  # seconds for all attempts together
+    "FLASK_CORS_ORIGINS": (str, ""),    # comma-separated; none when empty
+}
+
+
+def load_settings(overrides: dict | None = None) -> dict:
+    """SETTINGS from the environment, then `overrides`; a bad value is an EmotionError."""
+    out: dict = {}
+    for name, (kind, default) in SETTINGS.items():
+        raw = os.environ.get(name)
+        if raw is None or raw.strip() == "":
+            out[name] = default
+            continue
+        try:
+            out[name] = kind(raw.strip())
+        except ValueError:
+            raise EmotionError(f"{name}={raw!r}: expected {kind.__name__}") from None
+    out.update(overrides or {})
+    for name in ("MAX_UPLOAD_MB", "MAX_MEDIA_SECONDS", "MAX_CONCURRENT", "BACKEND_TIMEOUT",
+                 "BACKEND_DEADLINE"):
+        if not float(out[name]) > 0:
+            raise EmotionError(f"{name} must be positive, not {out[name]!r}")
+    if int(out["BACKEND_RETRIES"]) < 0:
+        raise EmotionError(f"BACKEND_RETRIES must be 0 or more, not {out['BACKEND_RETRIES']!r}")
+    return out

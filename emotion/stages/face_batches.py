@@ -1,0 +1,127 @@
+"""Batches of training faces: read from HDF5 in bounded memory, shuffled, augmented.
+
+Images are read from the file in blocks of contiguous rows, shuffled by block
+and then within a buffer of blocks: memory stays bounded (about two buffers of
+BLOCK * BUFFER_BLOCKS images) however many images the file holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator
+
+import h5py
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from emotion.core import h5io
+from emotion.core.labels import ALL_LABELS, EMOTIONS
+
+BLOCK = 32              # rows read with one slice
+BUFFER_BLOCKS = 16      # blocks whose rows are shuffled together
+# Augmentation: the crops are upright, centred faces, so only small moves.
+ROTATE_DEG = 10.0
+SCALE = 0.10            # zoom 0.9 to 1.1
+SHIFT = 0.08            # of the side
+BRIGHTNESS = 0.2
+CONTRAST = 0.2
+
+
+# --------------------------------------------------------------------------
+# Reading: bounded memory, shuffled by block
+
+
+class SplitReader:
+    """One split's images of the six emotions, in batches; other classes are dropped."""
+
+    def __init__(self, group: h5py.Group, *, block: int = BLOCK,
+                 buffer_blocks: int = BUFFER_BLOCKS):
+        self.images = group["images"]
+        labels = group["labels"][()].astype(np.int64)
+        keep = (labels >= 0) & (labels < len(EMOTIONS))
+        self.rows = np.flatnonzero(keep)
+        self.labels = labels[self.rows]  # ALL_LABELS starts with EMOTIONS: same index
+        self.dropped = dict(sorted(Counter(
+            ALL_LABELS[i] if 0 <= i < len(ALL_LABELS) else str(i) for i in labels[~keep]
+        ).items()))
+        self.block, self.buffer_blocks = block, buffer_blocks
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def counts(self) -> dict[str, int]:
+        c = np.bincount(self.labels, minlength=len(EMOTIONS))
+        return {name: int(n) for name, n in zip(EMOTIONS, c, strict=True)}
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        lo, hi = int(rows[0]), int(rows[-1]) + 1
+        if hi - lo <= 2 * len(rows):  # one slice, then drop the other classes' rows
+            return h5io.read_images(self.images, slice(lo, hi))[rows - lo]
+        return h5io.read_images(self.images, rows)  # a wide gap: sorted fancy index
+
+    def batches(self, batch_size: int, *, generator: torch.Generator | None = None,
+                min_batch: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(images (n, S, S, 3) in [0,1], labels (n,) index into EMOTIONS).
+
+        With a generator the order is shuffled: blocks in random order, rows
+        shuffled within each buffer of blocks. Every batch but the last is full;
+        a last batch smaller than `min_batch` is left out.
+        """
+        starts = np.arange(0, len(self.rows), self.block)
+        if generator is not None:
+            starts = starts[torch.randperm(len(starts), generator=generator).numpy()]
+        x_left = np.zeros((0, *self.images.shape[1:]), np.float32)
+        y_left = np.zeros(0, np.int64)
+        for g in range(0, len(starts), self.buffer_blocks):
+            group = sorted(starts[g:g + self.buffer_blocks])  # sorted: file order reads
+            x = np.concatenate([x_left] + [self._read(self.rows[s:s + self.block])
+                                           for s in group])
+            y = np.concatenate([y_left] + [self.labels[s:s + self.block] for s in group])
+            order = (torch.randperm(len(y), generator=generator).numpy()
+                     if generator is not None else np.arange(len(y)))
+            full = len(y) // batch_size * batch_size
+            for i in range(0, full, batch_size):
+                idx = order[i:i + batch_size]
+                yield x[idx], y[idx]
+            x_left, y_left = x[order[full:]], y[order[full:]]
+            del x
+        if len(y_left) >= max(min_batch, 1):
+            yield x_left, y_left
+
+
+def n_batches(n: int, batch_size: int, min_batch: int = 1) -> int:
+    """How many batches SplitReader.batches yields for n rows."""
+    return n // batch_size + (1 if n % batch_size >= max(min_batch, 1) else 0)
+
+
+# --------------------------------------------------------------------------
+# Images to network input: resize, augment (training only), normalise
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random flip, rotation, zoom and shift (one affine warp), brightness and contrast.
+
+    x: [0,1] (N, 3, H, W). The random numbers come from the CPU generator, so a
+    seed gives the same augmentation on any device.
+    """
+    n = len(x)
+    u = torch.rand(n, 7, generator=generator) * 2 - 1  # uniform in [-1, 1]
+    flip = torch.where(u[:, 0] < 0, -1.0, 1.0)
+    angle = u[:, 1] * math.radians(ROTATE_DEG)
+    zoom = 1 + u[:, 2] * SCALE
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    shift = u[:, 3:5] * 2 * SHIFT  # affine_grid spans [-1, 1]: the side is 2 long
+    theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+                         torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1).to(x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    contrast = (1 + u[:, 5] * CONTRAST).view(n, 1, 1, 1).to(x.device)
+    brightness = (1 + u[:, 6] * BRIGHTNESS).view(n, 1, 1, 1).to(x.device)
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (((x - mean) * contrast + mean) * brightness).clamp_(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------
+# The network and its initial weights

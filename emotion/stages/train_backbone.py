@@ -1,0 +1,317 @@
+"""The face backbone: ResNet18 trained on the preprocessed train faces, selected on val.
+
+Random and ImageNet features carry little expression information. Training the
+backbone as a six-way classifier of the train faces keeps the 512-d contract
+(ResNet18's pooled features) with a much better image branch; the classifier
+head is kept for reference only. ``extract_embeddings.py --image_weights PATH``
+embeds with the saved backbone.
+
+Batches come from :mod:`emotion.stages.face_batches` (bounded memory, shuffled,
+augmented).
+
+The saved file is plain data and loads with ``torch.load(weights_only=True)``:
+
+    format       "emotion-face-backbone", format_version 1, arch "resnet18"
+    state_dict   the backbone without fc (backbone.load_state takes the file as is)
+    sha256       backbone.state_sha256 of state_dict
+    head         {"weight" (6, 512), "bias" (6,)}, the classifier it was trained with
+    input_size   the side it was trained at; crops are resized to it by resize_batch
+    source_size  the side of the crops in the preprocessed file
+    mean, std    normalisation of the [0,1] images (ImageNet's, as the embedder uses)
+    label_names  EMOTIONS; init "imagenet" | "scratch" | "file:NAME"
+    metrics      {"val", "test" (when the file has a test split), "selection"}
+    epoch, history, counts, dropped, config, versions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from emotion.core import cli, h5io
+from emotion.core.atomic import save_atomic
+from emotion.core.errors import EmotionError
+from emotion.core.fitting import PCT_START, EarlyStopping, Schedule, class_weights
+from emotion.core.labels import EMOTIONS
+from emotion.core.metrics import classification_metrics
+from emotion.core.paths import DEFAULT
+from emotion.models.image_backbone import (
+    FACE_FORMAT,
+    FACE_FORMAT_VERSION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MIN_SIZE,
+    FaceNet,
+    initial_state,
+    normalise,
+    resolve_device,
+    state_sha256,
+    to_network_size,
+    use_bf16,
+)
+from emotion.stages.face_batches import SplitReader, augment, n_batches
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FaceTrainConfig(Schedule):
+    """The face backbone's training: the schedule, input side, early stopping, regularisers."""
+
+    epochs: int = 30
+    weight_decay: float = 0.05
+    size: int = 112              # side the network sees; crops are resized to it
+    patience: int = 8            # epochs without a better val macro-F1
+    label_smoothing: float = 0.1
+    augment: bool = True
+    max_train_batches: int | None = None  # per epoch, for quick runs
+
+
+# --------------------------------------------------------------------------
+# Training and evaluation
+
+
+@torch.inference_mode()
+def evaluate_backbone(model: FaceNet, reader: SplitReader, *, size: int, device: str,
+                      bf16: bool, batch_size: int) -> dict:
+    """Accuracy, macro-F1 and per-class F1 over the split, streamed in file order."""
+    model.eval()
+    ys, preds = [], []
+    for x, y in reader.batches(batch_size):
+        with torch.autocast("cuda" if device == "cuda" else "cpu", torch.bfloat16,
+                            enabled=bf16):
+            logits = model(normalise(to_network_size(x, size, device)))
+        preds.append(logits.float().argmax(1).cpu().numpy())
+        ys.append(y)
+    m = classification_metrics(np.concatenate(ys), np.concatenate(preds))
+    m.pop("support")
+    return m
+
+
+def _train_epoch(model: FaceNet, train: SplitReader, cfg: FaceTrainConfig, *, opt, sched,
+                 gen: torch.Generator, weights: torch.Tensor, steps: int, device: str,
+                 bf16: bool, bar) -> tuple[float, int]:
+    """One pass over (at most `steps` batches of) the train split; (mean loss, images seen)."""
+    model.train()
+    total, seen = 0.0, 0
+    batches = train.batches(cfg.batch_size, generator=gen, min_batch=2)
+    for _, (x, y) in zip(range(steps), batches, strict=False):
+        xb = to_network_size(x, cfg.size, device)
+        xb = normalise(augment(xb, gen) if cfg.augment else xb)
+        with torch.autocast("cuda" if device == "cuda" else "cpu", torch.bfloat16,
+                            enabled=bf16):
+            logits = model(xb)
+        loss = F.cross_entropy(logits.float(), torch.as_tensor(y, device=device),
+                               weight=weights, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total, seen = total + loss.item() * len(y), seen + len(y)
+        bar.update()
+        bar.set_postfix(loss=f"{total / seen:.3f}", refresh=False)
+    return total / max(seen, 1), seen
+
+
+def _snapshot(model: FaceNet, epoch: int, val: dict) -> dict:
+    """The weights of an epoch, on the CPU, with its val metrics."""
+    return {"epoch": epoch, "val": val,
+            "backbone": {k: v.detach().cpu().clone()
+                         for k, v in model.backbone.state_dict().items()},
+            "head": {k: v.detach().cpu().clone() for k, v in model.head.state_dict().items()}}
+
+
+def fit(train: SplitReader, val: SplitReader, state: dict[str, torch.Tensor],
+        cfg: FaceTrainConfig = FaceTrainConfig(), *, device: str = "cpu", bf16: bool = False,
+        progress: bool = True) -> tuple[dict, list[dict]]:
+    """Train; returns the best epoch (weights on the CPU, val metrics) and the history."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model = FaceNet(state).to(device).to(memory_format=torch.channels_last)
+    weights = torch.as_tensor(class_weights(train.labels, len(EMOTIONS))).to(device)
+    steps = n_batches(len(train), cfg.batch_size, min_batch=2)
+    steps = min(steps, cfg.max_train_batches or steps)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs,
+                                                steps_per_epoch=steps, pct_start=PCT_START)
+    stopper = EarlyStopping(cfg.patience, cfg.epochs)
+    best: dict = {}
+    history: list[dict] = []
+    for epoch in range(1, cfg.epochs + 1):
+        start = time.perf_counter()
+        bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
+                   disable=not progress, mininterval=1.0)
+        loss, seen = _train_epoch(model, train, cfg, opt=opt, sched=sched, gen=gen,
+                                  weights=weights, steps=steps, device=device, bf16=bf16,
+                                  bar=bar)
+        train_s = time.perf_counter() - start
+        val_m = evaluate_backbone(model, val, size=cfg.size, device=device, bf16=bf16,
+                                  batch_size=cfg.batch_size)
+        if stopper.update(val_m["macro_f1"]):
+            best = _snapshot(model, epoch, val_m)
+        bar.set_postfix(loss=f"{loss:.3f}", val_f1=f"{val_m['macro_f1']:.3f}",
+                        best=f"{best['val']['macro_f1']:.3f}")
+        bar.close()
+        history.append({"epoch": epoch, "loss": loss, "lr": sched.get_last_lr()[0],
+                        "train_images": seen, "train_s": round(train_s, 2),
+                        "epoch_s": round(time.perf_counter() - start, 2), "val": val_m})
+        log.info("epoch %d: loss %.4f, val accuracy %.3f, macro-F1 %.3f (best %.3f, epoch %d), "
+                 "%.0f s", epoch, loss, val_m["accuracy"], val_m["macro_f1"],
+                 best["val"]["macro_f1"], best["epoch"], history[-1]["epoch_s"])
+        if stopper.should_stop(epoch):
+            log.info("early stop after epoch %d: no better val macro-F1 in %d epochs",
+                     epoch, cfg.patience)
+            break
+    return best, history
+
+
+def _check_config(cfg: FaceTrainConfig) -> None:
+    if cfg.size < MIN_SIZE:
+        raise EmotionError(f"--net_size {cfg.size}: at least {MIN_SIZE} (ResNet18 downsamples 32x)")
+    if cfg.epochs < 1 or cfg.batch_size < 2 or cfg.lr <= 0 or cfg.patience < 1:
+        raise EmotionError("--epochs and --patience must be at least 1, --batch_size at least 2, "
+                           "--lr positive")
+    if cfg.max_train_batches is not None and cfg.max_train_batches < 1:
+        raise EmotionError("--max_train_batches must be at least 1 (or left out)")
+    if not 0 <= cfg.label_smoothing < 1:
+        raise EmotionError("--label_smoothing must be in [0, 1)")
+
+
+def _readers(f, images_h5) -> dict[str, SplitReader]:
+    """A reader per split, checked: train and val hold faces of at least two emotions."""
+    readers = {s: SplitReader(f[s]) for s in h5io.splits_of(f, h5io.PREPROCESSED_IMAGES)}
+    for split in ("train", "val"):
+        if not len(readers.get(split, ())):
+            raise EmotionError(f"{images_h5} has no {split} images of the six emotions; "
+                               "the face backbone trains on train and selects on val")
+    for split, r in readers.items():
+        log.info("%s: %d images (%s); dropped %d outside the six %s", split, len(r),
+                 ", ".join(f"{k} {v}" for k, v in r.counts().items()),
+                 sum(r.dropped.values()), r.dropped or "")
+    present = [k for k, v in readers["train"].counts().items() if v]
+    if len(present) < 2:
+        raise EmotionError(f"the train split holds {len(present)} of the six emotions "
+                           f"({', '.join(present) or 'none'}); training needs at least two")
+    return readers
+
+
+def train_face_backbone(images_h5: str | Path, out: str | Path,
+                        cfg: FaceTrainConfig = FaceTrainConfig(), *, init: str = "auto",
+                        device: str = "auto", precision: str = "auto",
+                        progress: bool = True) -> dict:
+    """Train on the train split, select on val, save the backbone to `out`; a summary."""
+    _check_config(cfg)
+    device = resolve_device(device)
+    bf16 = use_bf16(precision, device)
+    with h5io.open_checked(images_h5, h5io.PREPROCESSED_IMAGES) as f:
+        source_size = int(f.attrs["size"])
+        readers = _readers(f, images_h5)
+        if cfg.size > source_size:
+            log.warning("--net_size %d is larger than the stored %d px crops: they are upsampled",
+                        cfg.size, source_size)
+        state, init_desc = initial_state(init, cfg.seed)
+        log.info("training ResNet18 at %d px (crops %d px) on %s, %s", cfg.size, source_size,
+                 device, "bf16 autocast" if bf16 else "fp32")
+        best, history = fit(readers["train"], readers["val"], state, cfg, device=device,
+                            bf16=bf16, progress=progress)
+        model = FaceNet(best["backbone"]).to(device).to(memory_format=torch.channels_last)
+        model.head.load_state_dict(best["head"])
+        scores = {"val": best["val"], "selection": "val macro-F1 over the six emotions"}
+        if len(readers.get("test", ())):
+            scores["test"] = evaluate_backbone(model, readers["test"], size=cfg.size,
+                                               device=device, bf16=bf16,
+                                               batch_size=cfg.batch_size)
+    obj = {
+        "format": FACE_FORMAT, "format_version": FACE_FORMAT_VERSION, "arch": "resnet18",
+        "state_dict": best["backbone"], "sha256": state_sha256(best["backbone"]),
+        "head": best["head"], "input_size": cfg.size, "source_size": source_size,
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+        "label_names": list(EMOTIONS), "init": init_desc, "metrics": scores,
+        "epoch": best["epoch"], "history": history,
+        "counts": {s: r.counts() for s, r in readers.items()},
+        "dropped": {s: r.dropped for s, r in readers.items()},
+        "config": {**asdict(cfg), "images_h5": str(images_h5), "init": init,
+                   "device": device, "precision": "bf16" if bf16 else "fp32"},
+        "versions": h5io.library_versions(),
+    }
+    save_atomic(obj, out)
+    return {"out": str(out), "init": init_desc, "epoch": best["epoch"],
+            "epochs_run": len(history), "sha256": obj["sha256"], "metrics": scores}
+
+
+# --------------------------------------------------------------------------
+# The command line (train_face_backbone.py)
+
+USAGE = """Train the face backbone: ResNet18 on the preprocessed train faces, selected on val.
+
+    python train_face_backbone.py --images_h5 preprocessed_images.h5 \
+        --out saved_models/face_resnet18.pt --epochs 30 --batch_size 128 --lr 0.001 \
+        --net_size 112 --device auto --seed 0
+    python extract_embeddings.py --image_weights saved_models/face_resnet18.pt
+
+Starts from ImageNet weights when torchvision's cache has them (--init auto, the
+default, says which), else from scratch; --init PATH starts from a state dict.
+Classes outside the six are dropped and counted. The crops are resized to --net_size
+(a smaller side such as 112 or 96 costs a fraction of 224), and the saved file
+records it. The epoch with the best val macro-F1 is kept; --patience stops early.
+"""
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    d = FaceTrainConfig()
+    p = cli.parser(USAGE)
+    p.add_argument("--images_h5", default=str(DEFAULT.preprocessed_images))
+    p.add_argument("--out", default=str(DEFAULT.face_backbone))
+    p.add_argument("--init", default="auto",
+                   help="auto (ImageNet if in the torch cache, else scratch), imagenet, "
+                        "scratch, or the path of a ResNet18 state dict")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch_size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak of the OneCycle schedule")
+    p.add_argument("--weight_decay", type=float, default=d.weight_decay)
+    p.add_argument("--net_size", type=int, default=d.size,
+                   help="side the network sees; the crops are resized to it")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="early stopping: epochs without a better val macro-F1")
+    p.add_argument("--label_smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--augment", type=int, default=1, choices=(0, 1),
+                   help="flip, small rotation, zoom and shift, brightness and contrast")
+    p.add_argument("--max_train_batches", type=int, default=None,
+                   help="stop each epoch after this many batches (quick runs, timing)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="auto: bf16 autocast where the hardware has it")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    """The stage, for parsed arguments."""
+    cfg = FaceTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          weight_decay=args.weight_decay, size=args.net_size,
+                          patience=args.patience, label_smoothing=args.label_smoothing,
+                          augment=bool(args.augment),
+                          max_train_batches=args.max_train_batches, seed=args.seed)
+    s = train_face_backbone(args.images_h5, args.out, cfg, init=args.init,
+                            device=args.device, precision=args.precision)
+    for split in ("val", "test"):
+        if split in s["metrics"]:
+            m = s["metrics"][split]
+            log.info("%s (epoch %d): accuracy %.3f, macro-F1 %.3f, per class %s", split,
+                     s["epoch"], m["accuracy"], m["macro_f1"],
+                     json.dumps({k: round(v, 3) for k, v in m["per_class_f1"].items()}))
+    log.info("saved %s (init %s, sha256 %s); embed with: python extract_embeddings.py "
+             "--image_weights %s", s["out"], s["init"], s["sha256"][:16], s["out"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_main(argv, get_args_parser, run, "train_face_backbone.py")
