@@ -56,7 +56,7 @@ def embedded(preprocessed, tmp_path_factory) -> dict[str, Path]:
         "--image_h5", str(img_h5), "--audio_h5", str(aud_h5),
         "--out_image_h5", str(paths["images"]), "--out_audio_h5", str(paths["audio"]),
         "--embedder_out", str(paths["embedder"]), "--image_weights", "none",
-        "--device", "cpu", "--audio_epochs", "3", "--folds", "2"]) == 0
+        "--device", "cpu", "--folds", "2"]) == 0
     return paths
 
 
@@ -80,7 +80,7 @@ def trained(paired, tmp_path_factory) -> Path:
     save = tmp_path_factory.mktemp("models")
     assert train_multimodal.main([
         "--train_h5", str(paired["train"]), "--val_h5", str(paired["val"]),
-        "--test_h5", str(paired["test"]), "--epochs", "15", "--batch_size", "32",
+        "--test_h5", str(paired["test"]), "--epochs", "40", "--batch_size", "16",
         "--lr", "0.003", "--save_dir", str(save), "--device", "cpu"]) == 0
     return save / "multimodal_best.pth"
 

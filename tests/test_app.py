@@ -46,6 +46,7 @@ def media(tmp_path_factory) -> dict[str, Path]:
     sf.write(d / "silent.wav", np.zeros(16_000 * 2, np.float32), 16_000)
     make_video(d / "talk.mp4", [("happy", 4.0)], seed=1)
     make_video(d / "mute.mp4", [("happy", 3.0)], audio=False, seed=2)
+    make_video(d / "blank.mp4", [(None, 3.0)], seed=3)
     (d / "notes.mp4").write_text("minutes of the meeting, not a video\n" * 20)
     return {p.stem: p for p in d.iterdir()}
 
@@ -73,13 +74,16 @@ class FakeAnalyzer:
         if self.error is not None:
             raise self.error
         probs = {e: (0.5 if e == "happy" else 0.1) for e in EMOTIONS}
-        window = {"start": 0.0, "end": 3.0, "face_found": False, "speech_found": True,
+        window = {"start": 0.0, "end": 3.0, "face_found": False, "face_detected": False,
+                  "speech_found": True,
                   "emotion": "happy", "emotion_probs": probs, "anomaly_score": -0.1,
                   "anomaly_flag": "normal", "modalities": "audio_only"}
         return {"kind": kind, "source": {kind: str(path)}, "duration": 3.0,
                 "emotion": "happy", "emotion_probs": probs, "anomaly_score": -0.1,
-                "anomaly_flag": "normal", "timeline": [window], "anomalies": [],
-                "windows": {"total": 1, "scored": 1, "with_face": 0, "with_speech": 1},
+                "anomaly_flag": "normal", "modalities": "audio_only", "warnings": [],
+                "timeline": [window], "anomalies": [],
+                "windows": {"total": 1, "scored": 1, "with_face": 0, "with_face_detected": 0,
+                            "with_speech": 1},
                 "used": self.used(), "processing_seconds": 0.01}
 
 
@@ -159,9 +163,18 @@ def test_media_is_judged_by_content_not_name(analyzer, media, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_a_silent_video_with_a_face_is_answered_image_only(analyzer, media, tmp_path):
+    client = make_app(tmp_path, analyzer).test_client()
+    r = post(client, media["mute"], kind="video")
+    body = r.get_json()
+    assert r.status_code == 200, body
+    assert body["modalities"] == "image_only" and "no audio track" in " ".join(body["warnings"])
+    assert all(w["face_found"] and not w["speech_found"] for w in body["timeline"])
+
+
 @pytest.mark.parametrize("name,kind,error,match", [
     ("speech", "video", "unprocessable_media", "no video stream (it is audio: send type=audio)"),
-    ("mute", "video", "unprocessable_media", "no audio track"),
+    ("blank", "video", "unprocessable_media", "no face in any frame and no speech"),
     ("mute", "audio", "unprocessable_media", "no audio track"),
     ("silent", "audio", "unprocessable_media", "no speech"),
 ])

@@ -7,12 +7,18 @@ from emotion.core.errors import MediaError
 from emotion.media.audio import (
     SAMPLE_RATE,
     AudioParams,
-    features_from_file,
     load_audio,
     log_mel,
     prepare_clip,
 )
+from emotion.stages.preprocess_audio import featurise
 from emotion.stages.sample_data import speech_like
+
+
+def features_from_file(path):
+    """The preprocessing stage's path for one file: (log-mel, speech seconds)."""
+    feats, duration, _ = featurise(*load_audio(path), AudioParams())
+    return feats, duration
 
 
 @pytest.fixture

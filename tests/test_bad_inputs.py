@@ -26,8 +26,8 @@ def messy_images(tmp_path, rng):
     Image.fromarray(face).convert("CMYK").save(good / "cmyk.jpg")
     Image.fromarray(face[:, :, 0].astype(np.uint16) * 257).save(good / "deep.png")
     exif = Image.Exif()
-    exif[0x0112] = 8
-    Image.fromarray(face).save(good / "rotated.JPG", exif=exif)
+    exif[0x0112] = 8  # "turn 90 degrees counter-clockwise to view": stored turned clockwise,
+    Image.fromarray(np.rot90(face, -1)).save(good / "rotated.JPG", exif=exif)  # upright on load
     Image.fromarray(face).save(good / "photo.webp")
     Image.fromarray(face).save(good / "photo.bmp")
     (good / "empty.jpg").write_bytes(b"")

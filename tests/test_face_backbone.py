@@ -60,7 +60,7 @@ def extracted(weights, preprocessed, tmp_path_factory) -> dict:
     assert extract_embeddings.main([
         "--image_weights", str(weights), "--image_h5", str(img_h5), "--audio_h5", str(aud_h5),
         "--out_image_h5", str(paths["images"]), "--out_audio_h5", str(paths["audio"]),
-        "--embedder_out", str(paths["embedder"]), "--audio_epochs", "1", "--folds", "0",
+        "--embedder_out", str(paths["embedder"]), "--folds", "1",
         "--device", "cpu", "--precision", "fp32"]) == 0
     return paths
 
@@ -187,7 +187,7 @@ def test_load_state_accepts_the_file_with_a_stable_hash(weights):
 
 
 def test_weights_round_trip_through_extract_embeddings(weights, extracted, preprocessed):
-    emb = Embedder.load(extracted["embedder"], precision="fp32")  # as the stage ran
+    emb = Embedder.load(extracted["embedder"])  # as the stage ran
     assert emb.image.sha256 == torch.load(weights, weights_only=True)["sha256"]
     assert emb.image.weights == "file:face_resnet18.pt"
     with h5io.open_checked(preprocessed[0], h5io.PREPROCESSED_IMAGES) as src, \
@@ -200,7 +200,7 @@ def test_weights_round_trip_through_extract_embeddings(weights, extracted, prepr
 
 
 def test_the_embedder_resizes_to_the_trained_input_size(weights, extracted, preprocessed):
-    emb = Embedder.load(extracted["embedder"], precision="fp32")
+    emb = Embedder.load(extracted["embedder"])
     x = _images(preprocessed[0])
     model = make_backbone(ib.read_weights(weights)["state_dict"])
     with torch.inference_mode():
@@ -297,7 +297,7 @@ def test_extract_embeddings_refuses_bad_weights_files(bad_files, name, preproces
         "--image_weights", str(bad_files[name]), "--image_h5", str(img_h5),
         "--audio_h5", str(aud_h5), "--out_image_h5", str(tmp_path / "i.h5"),
         "--out_audio_h5", str(tmp_path / "a.h5"), "--embedder_out", str(tmp_path / "e.pt"),
-        "--audio_epochs", "1", "--folds", "0", "--device", "cpu"])
+        "--folds", "1", "--device", "cpu"])
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "e.pt").exists() and not (tmp_path / "i.h5").exists()
@@ -310,5 +310,5 @@ def test_extract_embeddings_refuses_weights_of_the_wrong_shape(bad_files, prepro
         "--image_weights", str(bad_files["shape"]), "--image_h5", str(img_h5),
         "--audio_h5", str(aud_h5), "--out_image_h5", str(tmp_path / "i.h5"),
         "--out_audio_h5", str(tmp_path / "a.h5"), "--embedder_out", str(tmp_path / "e.pt"),
-        "--audio_epochs", "1", "--folds", "0", "--device", "cpu"])
+        "--folds", "1", "--device", "cpu"])
     assert rc == 2 and "conv1.weight" in capsys.readouterr().err

@@ -16,6 +16,9 @@ def _write_audio_like(path, **overrides):
         for name in ("paths", "speakers", "splits"):
             h5io.write_strings(f, name, ["a", "b"])
         f.create_dataset("durations", data=np.ones(overrides.get("n_durations", 2), np.float32))
+        f.create_dataset("waveforms/start", data=np.array([0, 3], np.int64))
+        f.create_dataset("waveforms/length", data=np.array([3, 2], np.int64))
+        f.create_dataset("waveforms/samples", data=np.arange(5, dtype=np.float32))
         for k, v in overrides.get("attrs", {}).items():
             f.attrs[k] = v
 
@@ -76,6 +79,14 @@ def test_wrong_label_names(tmp_path):
     _write_audio_like(tmp_path / "a.h5", attrs={"label_names": json.dumps(["happy", "sad"])})
     with pytest.raises(LabelError, match="labels"):
         h5io.open_checked(tmp_path / "a.h5", h5io.PREPROCESSED_AUDIO)
+
+
+def test_waveforms_are_read_back_clip_by_clip(tmp_path):
+    path = tmp_path / "a.h5"
+    _write_audio_like(path)
+    with h5io.open_checked(path, h5io.PREPROCESSED_AUDIO) as f:
+        np.testing.assert_array_equal(h5io.read_waveform(f, 0), [0, 1, 2])
+        np.testing.assert_array_equal(h5io.read_waveform(f, 1), [3, 4])
 
 
 def test_inconsistent_lengths(tmp_path):

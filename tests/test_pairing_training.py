@@ -60,7 +60,8 @@ def test_pairing_is_reproducible_under_a_seed(embedded, paired, tmp_path):
     a, b, c = run(0, "a"), run(0, "b"), run(1, "c")
     assert a.audio_paths == b.audio_paths and np.array_equal(a.audio, b.audio)
     assert a.audio_paths == load_paired(paired["train"]).audio_paths
-    assert a.audio_paths != c.audio_paths and a.image_paths == c.image_paths
+    # another seed draws other clips for the same faces (repeated where clips outnumber them)
+    assert a.audio_paths != c.audio_paths and set(a.image_paths) == set(c.image_paths)
 
 
 def test_cycle_draw_uses_every_clip_evenly():

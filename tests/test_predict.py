@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from PIL import Image
 
 from emotion.core.errors import ArtifactError, MediaError
 from emotion.core.labels import EMOTIONS
 from emotion.media.audio import load_audio
 from emotion.media.images import load_image
+from emotion.models.embedder import Embedder
 from emotion.models.fusion import predict_proba
 from emotion.serve import predict
 from emotion.serve.analyzer import Analyzer
@@ -29,15 +30,9 @@ def analyzer(artifacts) -> Analyzer:
 def media(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("media")
     rng = np.random.default_rng(5)
-    # A face in a frame, as a camera sees it; Haar misses some drawn faces, so take
-    # the first that the detector of the pipeline finds.
-    from emotion.media.faces import HaarDetector, largest_face
-
-    while True:
-        face = np.pad(draw_face("happy", size=128, rng=rng), ((40, 40), (60, 60), (0, 0)),
-                      mode="edge")
-        if largest_face(face, HaarDetector()) is not None:
-            break
+    # A face in a frame, as a camera sees it
+    face = np.pad(draw_face("happy", size=128, rng=rng), ((40, 40), (60, 60), (0, 0)),
+                  mode="edge")
     Image.fromarray(face).save(d / "face.png")
     Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(d / "wall.png")
     sf.write(d / "clip.wav", speech_like("sad", duration=2.5, rng=rng), 16_000)
@@ -50,6 +45,7 @@ def media(tmp_path_factory) -> dict:
     make_video(d / "segments.mp4", [("happy", 6.0), ("sad", 6.0), ("angry", 6.0)], seed=1)
     make_video(d / "mute.mp4", [("happy", 4.0)], audio=False, seed=2)
     make_video(d / "noface.mp4", [(None, 4.0)], seed=3, voice="neutral")
+    make_video(d / "blank.mp4", [(None, 4.0)], seed=4)
     return {k.stem: k for k in d.iterdir()}
 
 
@@ -64,7 +60,8 @@ def test_image_and_audio(analyzer, media):
     """The pair's answer is the fusion of the face's and the clip's own embeddings."""
     r = analyzer.analyze_pair(media["face"], media["clip"])
     assert len(r["timeline"]) == 1 and r["timeline"][0]["modalities"] == "both"
-    image = analyzer.image_embedding([load_image(media["face"])])
+    image, detected = analyzer.image_embedding([load_image(media["face"])])
+    assert detected and r["timeline"][0]["face_detected"]
     y, sr = load_audio(media["clip"])
     assert sr == analyzer.embedder.audio_params.sample_rate
     audio = analyzer.audio_embedding(y)
@@ -128,12 +125,26 @@ def test_overlapping_windows(artifacts, analyzer, media):
 @pytest.mark.parametrize("name,match", [
     ("corrupt", "cannot be decoded|decoding failed|no usable"),
     ("zero", "cannot be decoded|zero|no usable"),
-    ("mute", "no audio track"),
-    ("noface", "no face found in any frame"),
+    ("blank", "no face in any frame and no speech"),
 ])
-def test_bad_videos(analyzer, media, name, match):
+def test_videos_with_nothing_to_analyse_are_refused(analyzer, media, name, match):
     with pytest.raises(MediaError, match=match):
         analyzer.analyze_video(media[name])
+
+
+def test_a_video_without_faces_gets_an_audio_only_timeline(analyzer, media):
+    r = analyzer.analyze_video(media["noface"])
+    assert r["modalities"] == "audio_only"
+    assert any("no face" in w for w in r["warnings"])
+    assert all(not w["face_found"] and not w["face_detected"] for w in r["timeline"])
+    assert all(w["modalities"] == "audio_only" for w in r["timeline"] if w["speech_found"])
+    assert r["windows"]["with_speech"] > 0
+
+
+def test_a_video_without_sound_gets_an_image_only_timeline(analyzer, media):
+    r = analyzer.analyze_video(media["mute"])
+    assert r["modalities"] == "image_only" and any("no audio track" in w for w in r["warnings"])
+    assert all(w["face_found"] and not w["speech_found"] for w in r["timeline"])
 
 
 @pytest.mark.parametrize("name,match", [
@@ -146,12 +157,14 @@ def test_bad_audio(analyzer, media, name, match):
 
 
 def test_artifacts_that_do_not_belong_together_are_refused(artifacts, tmp_path):
-    other = torch.load(artifacts["embedder"], weights_only=True)
-    sd = other["audio"]["encoder"]["state_dict"]
-    key = next(k for k in sd if k.endswith("weight"))
-    sd[key] = sd[key] + 0.01
-    torch.save(other, tmp_path / "other_embedder.pt")
-    with pytest.raises(ArtifactError, match="trained on embeddings of embedder"):
+    """An embedder made otherwise than the models' is refused, naming what differs."""
+    other = Embedder.load(artifacts["embedder"])
+    policy = dataclasses.replace(other.image.face, margin=0.4)
+    other = Embedder(other.image_state, dataclasses.replace(other.image, face=policy),
+                     other.voice_state, other.voice, other.audio_params,
+                     speech_gate=other.speech_gate)
+    other.save(tmp_path / "other_embedder.pt")
+    with pytest.raises(ArtifactError, match=r"image\.face\.margin: 0\.25 there, 0\.4 here"):
         Analyzer(tmp_path / "other_embedder.pt", artifacts["multimodal"],
                  artifacts["isolation"])
     with pytest.raises(ArtifactError, match="does not exist"):
@@ -180,7 +193,7 @@ def test_predict_video_writes_json_and_plot(artifacts, media, tmp_path, capsys):
 @pytest.mark.parametrize("argv,match", [
     (["--video", "MISSING.mp4"], "no such file"),
     (["--audio", "SILENT"], "no speech"),
-    (["--video", "MUTE"], "no audio track"),
+    (["--video", "BLANK"], "no face in any frame and no speech"),
     (["--image", "WALL"], "no face"),
     ([], "nothing to analyse"),
 ])

@@ -12,6 +12,7 @@ from emotion.core.labels import ALL_LABELS, EMOTIONS
 from emotion.stages import preprocess_audio as preprocessing_audio
 from emotion.stages import preprocess_images
 from emotion.stages.preprocess_audio import manifest_path
+from emotion.stages.sample_data import draw_face
 
 
 def test_image_stage_output_validates(preprocessed):
@@ -106,7 +107,9 @@ def test_affectnet_class_map_and_float32(tmp_path, rng):
         for cid in ("0", "6", "7"):
             d = tmp_path / "src" / split / cid
             d.mkdir(parents=True)
-            Image.fromarray(rng.integers(0, 255, (30, 30, 3), dtype=np.uint8)).save(d / "x.jpg")
+            # a tight face crop (as data sets hold faces): the centre-square check takes it
+            Image.fromarray(draw_face("neutral", size=128, rng=rng)[24:104, 24:104]).save(
+                d / "x.jpg")
     out = tmp_path / "o.h5"
     assert preprocess_images.main(["--src", str(tmp_path / "src"), "--out", str(out),
                                    "--size", "32", "--class_map", "affectnet", "--dtype",
@@ -117,7 +120,8 @@ def test_affectnet_class_map_and_float32(tmp_path, rng):
         x = f["test/images"][()]
         assert x.dtype == np.float32 and x.min() >= 0 and x.max() <= 1
         assert h5io.read_images(f["test/images"], slice(0, 1)).shape == (1, 32, 32, 3)
-        assert not f["train/face_found"][()].any()
+        # --face_crop 0: no detector, so every face is the centre-square check's
+        assert not f["train/face_detected"][()].any()
 
 
 def test_parallel_workers_write_the_same_file(sample_set, preprocessed, tmp_path):

@@ -8,21 +8,27 @@ Layouts, by ``schema`` attribute:
 
 preprocessed_images  /{split}/images (N,H,W,C) uint8 (or float32 [0,1])
                      /{split}/labels (N,) int16 index into attrs label_names
-                     /{split}/paths (N,) str, /{split}/face_found (N,) bool
+                     /{split}/paths (N,) str, /{split}/face_detected (N,) bool
+                     (False: the face policy's centre-square fallback)
                      /skipped/paths, /skipped/reasons (M,) str
 preprocessed_audio   /features/fixed (N,n_mels,frames) float32 log-mel (dB)
                      /labels (N,) int16, /paths /speakers /splits (N,) str
                      /durations (N,) float32 seconds before padding
+                     /waveforms/start, /waveforms/length (N,) int64: clip i is
+                     /waveforms/samples[start:start + length], float32 mono at
+                     sample_rate, resampled but not trimmed (the voice branch's input)
                      /skipped/paths, /skipped/reasons
 embeddings_images    /{split}/embeddings (N,512) float32, /{split}/labels, /{split}/paths
-                     attrs embedder_id, image_weights
+                     attrs embedder_id, embedder_settings (JSON), image_weights,
+                     backbone_trained_on (the split the backbone learned, or "")
 embeddings_audio     /all/embeddings (N,128) float32, /all/labels, /all/paths,
                      /all/speakers, /all/splits, /all/out_of_fold (N,) bool
-                     attrs embedder_id
+                     attrs embedder_id, embedder_settings (JSON)
 paired_embeddings    /image_embeddings (N,512), /audio_embeddings (N,128) float32
                      /labels (N,) int16 index into EMOTIONS (label_names)
                      /image_paths, /audio_paths (N,) str
-                     attrs split, embedder_id, seed, dropped (JSON)
+                     attrs split, image_split (where its faces come from), embedder_id,
+                     embedder_settings (JSON), seed, dropped (JSON)
 
 Labels index the file's own ``label_names`` attribute: ALL_LABELS up to the
 embeddings, the six EMOTIONS from pairing on.
@@ -46,7 +52,7 @@ from emotion.core.errors import EmotionError, SchemaError
 from emotion.core.labels import ALL_LABELS, EMOTIONS, check_label_names
 from emotion.core.splits import SPLITS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STR = h5py.string_dtype("utf-8")
 
 
@@ -59,32 +65,36 @@ class Layout:
     per_split: tuple[str, ...] = ()
     datasets: tuple[str, ...] = ()
     attrs: tuple[str, ...] = field(default=())
+    ragged: tuple[str, ...] = ()  # datasets of their own length (the others share one)
 
 
 PREPROCESSED_IMAGES = Layout(
     "preprocessed_images", "preprocess_images.py",
-    per_split=("images", "labels", "paths", "face_found"),
-    attrs=("size", "value_scale", "class_map", "detector"),
+    per_split=("images", "labels", "paths", "face_detected"),
+    attrs=("size", "value_scale", "class_map", "face_policy"),
 )
 PREPROCESSED_AUDIO = Layout(
     "preprocessed_audio", "preprocessing_audio.py",
-    datasets=("features/fixed", "labels", "paths", "speakers", "splits", "durations"),
+    datasets=("features/fixed", "labels", "paths", "speakers", "splits", "durations",
+              "waveforms/start", "waveforms/length"),
     attrs=("sample_rate", "n_mels", "n_fft", "hop_length", "fixed_duration"),
+    ragged=("waveforms/samples",),
 )
 EMBEDDINGS_IMAGES = Layout(
     "embeddings_images", "extract_embeddings.py",
-    per_split=("embeddings", "labels", "paths"), attrs=("embedder_id", "image_weights"),
+    per_split=("embeddings", "labels", "paths"),
+    attrs=("embedder_id", "embedder_settings", "image_weights", "backbone_trained_on"),
 )
 EMBEDDINGS_AUDIO = Layout(
     "embeddings_audio", "extract_embeddings.py",
     datasets=("all/embeddings", "all/labels", "all/paths", "all/speakers", "all/splits",
               "all/out_of_fold"),
-    attrs=("embedder_id",),
+    attrs=("embedder_id", "embedder_settings"),
 )
 PAIRED = Layout(
     "paired_embeddings", "make_paired_h5_filtered.py",
     datasets=("image_embeddings", "audio_embeddings", "labels", "image_paths", "audio_paths"),
-    attrs=("split", "embedder_id", "seed", "dropped"),
+    attrs=("split", "image_split", "embedder_id", "embedder_settings", "seed", "dropped"),
 )
 
 
@@ -147,7 +157,7 @@ def _validate(f: h5py.File, path: Path, layout: Layout, label_names, hint: str) 
                           f"{SCHEMA_VERSION}; re-run {layout.made_by}")
     check_label_names(json.loads(f.attrs["label_names"]), label_names, what=str(path))
     missing = [a for a in layout.attrs if a not in f.attrs]
-    missing += [d for d in layout.datasets if d not in f]
+    missing += [d for d in (*layout.datasets, *layout.ragged) if d not in f]
     for split in splits_of(f, layout):
         missing += [f"{split}/{d}" for d in layout.per_split if d not in f[split]]
     if missing:
@@ -186,13 +196,14 @@ class Appender:
 
     CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: large enough to stream, small enough to slice
 
-    def __init__(self, group: h5py.Group, specs: dict[str, tuple[tuple[int, ...], object]]):
+    def __init__(self, group: h5py.Group, specs: dict[str, tuple[tuple[int, ...], object]], *,
+                 max_chunk_rows: int = 4096):
         self.group = group
         self.n = 0
         for name, (row_shape, dtype) in specs.items():
             itemsize = 64 if dtype is STR else np.dtype(dtype).itemsize
             row_bytes = itemsize * int(np.prod(row_shape, dtype=np.int64))
-            rows = int(min(4096, max(1, self.CHUNK_BYTES // row_bytes)))
+            rows = int(min(max_chunk_rows, max(1, self.CHUNK_BYTES // row_bytes)))
             group.create_dataset(name, shape=(0, *row_shape), maxshape=(None, *row_shape),
                                  dtype=dtype, chunks=(rows, *row_shape))
         self.names = tuple(specs)
@@ -259,6 +270,12 @@ def read_skipped(f: h5py.File) -> list[tuple[str, str]]:
                     strict=True))
 
 
+def read_waveform(f: h5py.File, i: int) -> np.ndarray:
+    """Clip i of a preprocessed_audio file: mono float32 at its sample_rate."""
+    start, length = int(f["waveforms/start"][i]), int(f["waveforms/length"][i])
+    return f["waveforms/samples"][start:start + length]
+
+
 # --------------------------------------------------------------------------
 # Images are stored uint8 by default; every reader goes through this function.
 
@@ -287,6 +304,7 @@ class Paired:
     split: str
     embedder_id: str
     path: str
+    embedder_settings: dict = field(default_factory=dict)  # what made the embeddings
 
 
 def load_paired(path: str | Path, *, what: str = "") -> Paired:
@@ -300,4 +318,5 @@ def load_paired(path: str | Path, *, what: str = "") -> Paired:
                       f["audio_embeddings"][()].astype(np.float32, copy=False),
                       f["labels"][()].astype(np.int64), read_strings(f["image_paths"]),
                       read_strings(f["audio_paths"]), str(f.attrs["split"]),
-                      str(f.attrs["embedder_id"]), str(path))
+                      str(f.attrs["embedder_id"]), str(path),
+                      json.loads(f.attrs["embedder_settings"]))

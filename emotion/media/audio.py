@@ -25,6 +25,7 @@ TOP_DB_MEL = 80.0    # dynamic range kept in the log-mel
 SILENCE_PEAK = 1e-4  # -80 dBFS: a clip whose peak is below this holds no signal
 PEAK_LEVEL = 0.9     # peak after normalisation
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+MIN_TAIL = 0.25      # seconds: a last window shorter than this (codec padding) is dropped
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,63 @@ def to_mono(y: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(y)
 
 
+RESAMPLE_QUALITY = "HQ"
+
+
 def resample(y: np.ndarray, sr: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """A whole signal to `target` Hz (soxr); :class:`StreamResampler` gives the same samples."""
     if sr == target:
         return y
     import soxr
 
-    return soxr.resample(y, sr, target, quality="HQ").astype(np.float32, copy=False)
+    return soxr.resample(y, sr, target, quality=RESAMPLE_QUALITY).astype(np.float32, copy=False)
+
+
+class StreamResampler:
+    """Mono chunks at `in_rate`, resampled as they come (decoding a long file).
+
+    soxr's stream gives exactly the samples :func:`resample` gives for the whole
+    signal, so a window cut from a decoded file holds what preprocessing would
+    compute for the same samples.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int = SAMPLE_RATE):
+        import soxr
+
+        self._stream = None if in_rate == out_rate else soxr.ResampleStream(
+            in_rate, out_rate, 1, dtype="float32", quality=RESAMPLE_QUALITY)
+
+    def __call__(self, chunk: np.ndarray, *, last: bool = False) -> np.ndarray:
+        chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+        if self._stream is None:
+            return chunk
+        return self._stream.resample_chunk(chunk, last=last)
+
+
+def split_windows(y: np.ndarray, sr: int, window: float, hop: float | None = None
+                  ) -> list[np.ndarray]:
+    """The windows serving cuts from a recording (media.decode.iter_windows does the
+    same while decoding): starts every `hop` seconds, the last one ending with the
+    recording, a last window shorter than MIN_TAIL dropped (but never the first)."""
+    hop = hop or window
+    end = len(y) / sr
+    out = []
+    k = 0
+    while k * hop < end - 1e-9:
+        start = k * hop
+        if k and start >= end - MIN_TAIL:
+            break
+        out.append(y[int(round(start * sr)):int(round(min(start + window, end) * sr))])
+        k += 1
+    return out or [y]
+
+
+def trim_silence(y: np.ndarray, params: AudioParams = AudioParams()) -> np.ndarray:
+    """Leading and trailing parts quieter than the clip's peak by top_db_trim, cut."""
+    import librosa
+
+    return librosa.effects.trim(y, top_db=params.top_db_trim, frame_length=params.n_fft,
+                                hop_length=params.hop_length)[0]
 
 
 def prepare_clip(y: np.ndarray, sr: int, params: AudioParams = AudioParams(),
@@ -90,8 +142,6 @@ def prepare_clip(y: np.ndarray, sr: int, params: AudioParams = AudioParams(),
     Returns the clip (params.n_samples,) and the speech duration in seconds
     before padding. Raises MediaError for a clip with no usable signal.
     """
-    import librosa
-
     if y.size == 0:
         raise MediaError("zero-length audio")
     if not np.all(np.isfinite(y)):
@@ -100,8 +150,7 @@ def prepare_clip(y: np.ndarray, sr: int, params: AudioParams = AudioParams(),
     if float(np.max(np.abs(y), initial=0.0)) < SILENCE_PEAK:
         raise MediaError("only silence (peak below -80 dBFS)")
     if trim:
-        y, _ = librosa.effects.trim(y, top_db=params.top_db_trim,
-                                    frame_length=params.n_fft, hop_length=params.hop_length)
+        y = trim_silence(y, params)
     duration = y.size / params.sample_rate
     y = y * np.float32(PEAK_LEVEL / max(float(np.max(np.abs(y))), SILENCE_PEAK))
     n = params.n_samples
@@ -114,7 +163,8 @@ def prepare_clip(y: np.ndarray, sr: int, params: AudioParams = AudioParams(),
 
 
 @functools.lru_cache(maxsize=8)
-def _mel_basis(sr: int, n_fft: int, n_mels: int):
+def mel_basis(sr: int, n_fft: int, n_mels: int):
+    """librosa's mel filterbank (Slaney scale and norm), as a torch matrix."""
     import librosa
     import torch
 
@@ -144,40 +194,9 @@ def log_mel(clips: np.ndarray, params: AudioParams = AudioParams()) -> np.ndarra
     spec = torch.stft(x, params.n_fft, hop_length=params.hop_length, window=_window(params.n_fft),
                       center=True, pad_mode="constant", return_complex=True)
     power = spec.real.square() + spec.imag.square()
-    mel = _mel_basis(params.sample_rate, params.n_fft, params.n_mels) @ power
+    mel = mel_basis(params.sample_rate, params.n_fft, params.n_mels) @ power
     db = 10.0 * torch.log10(torch.clamp(mel, min=1e-10))
     ref = db.amax(dim=(-2, -1), keepdim=True)
     db = torch.maximum(db - ref, torch.tensor(-params.top_db_mel))
     out = db.numpy().astype(np.float32, copy=False)
     return out[0] if single else out
-
-
-def features_from_file(path: str | Path, params: AudioParams = AudioParams()
-                       ) -> tuple[np.ndarray, float]:
-    """A file's fixed-length log-mel and its speech duration: the training path."""
-    y, sr = load_audio(path)
-    clip, duration = prepare_clip(y, sr, params)
-    return log_mel(clip, params), duration
-
-
-SPEECH_DBFS = -45.0        # a 25 ms frame louder than this may hold speech
-MIN_SPEECH_SECONDS = 0.25  # a window needs this much of it to count as speech
-
-
-def has_speech(y: np.ndarray, sr: int, *, threshold_dbfs: float = SPEECH_DBFS,
-               min_seconds: float = MIN_SPEECH_SECONDS) -> bool:
-    """Whether a waveform holds enough loud-enough frames to be worth analysing.
-
-    An energy gate, not a speech detector: it keeps silent or near-silent
-    windows (a muted microphone, a pause) away from the audio encoder, which
-    normalises every input to full scale and would otherwise read noise as voice.
-    """
-    if y is None or y.size == 0:
-        return False
-    frame = max(1, int(0.025 * sr))
-    n = y.size // frame
-    if n == 0:
-        return False
-    rms = np.sqrt(np.mean(np.square(y[: n * frame].reshape(n, frame), dtype=np.float64), axis=1))
-    loud = rms > 10 ** (threshold_dbfs / 20)
-    return float(loud.sum()) * frame / sr >= min_seconds

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from emotion.core.errors import MediaError, MediaTooLongError, UndecodableMediaError
+from emotion.media.audio import MIN_TAIL, StreamResampler, to_mono
 
 log = logging.getLogger(__name__)
 
 MAX_FRAME_SIDE = 720   # frames are scaled down to this before face detection
 FRAMES_PER_WINDOW = 3
-MIN_TAIL = 0.25        # seconds: a last window shorter than this (codec padding) is dropped
 
 
 @dataclass(frozen=True)
@@ -182,9 +182,36 @@ class _Cutter:
         yield from self.emit(final=True)
 
 
-def _resampled(resampler, frame) -> Iterator[np.ndarray]:
-    for out in resampler.resample(frame):
-        yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+class _AudioTrack:
+    """An audio stream's frames as mono float32 at the training rate.
+
+    The same steps as preprocessing's: samples as floats (FFmpeg's s16 to float is
+    soundfile's, x / 32768), channels averaged (:func:`to_mono`), then soxr at the
+    training rate (:class:`StreamResampler`, which equals preprocessing's resample).
+    """
+
+    def __init__(self, stream, sample_rate: int):
+        import av
+
+        self.to_float = av.AudioResampler(format="fltp")  # same layout and rate
+        self.out_rate = sample_rate
+        self.resampler: StreamResampler | None = None
+
+    def _mono(self, frame) -> Iterator[np.ndarray]:
+        for out in self.to_float.resample(frame):
+            if self.resampler is None:
+                self.resampler = StreamResampler(int(out.sample_rate), self.out_rate)
+            yield to_mono(out.to_ndarray().T)
+
+    def samples(self, frame) -> Iterator[np.ndarray]:
+        for mono in self._mono(frame):
+            yield self.resampler(mono)
+
+    def flush(self) -> Iterator[np.ndarray]:
+        tail = list(self._mono(None))
+        if self.resampler is not None:
+            yield self.resampler(np.concatenate(tail) if tail else np.zeros(0, np.float32),
+                                 last=True)
 
 
 def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: int,
@@ -211,8 +238,7 @@ def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: in
                                         "stream")
         if vs is not None:
             vs.thread_type = "AUTO"
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate) \
-            if as_ is not None else None
+        track = _AudioTrack(as_, sample_rate) if as_ is not None else None
         cut = _Cutter(window=window, hop=hop, sample_rate=sample_rate,
                       frames_per_window=frames_per_window, has_audio=as_ is not None,
                       has_video=vs is not None)
@@ -227,14 +253,14 @@ def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: in
                     if frame.time is not None:
                         cut.add_frame(frame, float(frame.time))
                 else:
-                    for samples in _resampled(resampler, frame):
+                    for samples in track.samples(frame):
                         cut.add_audio(samples)
             if max_duration is not None and cut.decoded_until > max_duration:
                 raise MediaTooLongError(f"{Path(path).name} is longer than the maximum of "
                                         f"{max_duration:.0f} s")
             yield from cut.emit()
-        if resampler is not None:
-            for samples in _resampled(resampler, None):
+        if track is not None:
+            for samples in track.flush():
                 cut.add_audio(samples)
         yield from cut.finish()
     except av.error.FFmpegError as e:

@@ -24,13 +24,13 @@ import numpy as np
 
 from emotion.core.atomic import check_format, read_artifact, write_atomic
 from emotion.core.errors import EmotionError, SchemaError
-from emotion.models.audio_encoder import EMBED_DIM as AUDIO_DIM
 from emotion.models.image_backbone import IMAGE_DIM
+from emotion.models.voice import EMBED_DIM as AUDIO_DIM
 
 log = logging.getLogger(__name__)
 
 FORMAT = "emotion-anomaly"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FEATURE_DIMS = {"image": IMAGE_DIM, "audio": AUDIO_DIM}
 DETECTORS = {"both": ("image", "audio"), "image_only": ("image",), "audio_only": ("audio",)}
 THRESHOLD = 0.0          # in anomaly_score units: decision_function < 0 is an anomaly

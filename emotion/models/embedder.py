@@ -1,10 +1,20 @@
 """saved_models/embedder.pt: everything that turns media into embeddings.
 
-One artifact holds the image backbone (ResNet18 weights, their hash, the input
-size and normalisation, the face detector and margin used in preprocessing) and
-the audio side (the preprocessing parameters and the trained audio encoder).
+One artifact holds what shapes an input on its way to an embedding, and the
+weights that embed it:
+
+- images: the face policy (detector and its settings, O-Net checks, margin,
+  fallback), the crop size, the network's input size and normalisation, the
+  numeric precision, and the ResNet18 backbone (weights and hash);
+- audio: the clip parameters (sample rate, trimming, the 3-s window), the speech
+  gate (silero-vad and its thresholds), and the voice branch (Whisper tiny.en's
+  file hash, its blocks and pooling, the fitted head).
+
 extract_embeddings.py, predict.py and app.py all embed through :class:`Embedder`,
-so a new input is embedded exactly as the training data was.
+so a new input goes through exactly the functions the training data went
+through. :meth:`Embedder.settings` lists every one of those settings; the
+embedder id is their hash, and every later artifact records the settings it was
+made with, so a mismatch is refused naming the setting that differs.
 
 The file is plain data and loads with ``torch.load(weights_only=True)``.
 """
@@ -14,145 +24,213 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from emotion.core.atomic import load_plain, save_atomic
-from emotion.core.errors import EmotionError, SchemaError
+from emotion.core.errors import EmotionError, MediaError, SchemaError
 from emotion.core.h5io import library_versions
-from emotion.media.audio import AudioParams, log_mel, prepare_clip
-from emotion.media.faces import FACE_MARGIN, face_crop, make_detector
-from emotion.models import audio_encoder as ae
+from emotion.media.audio import AudioParams, prepare_clip
+from emotion.media.faces import FaceCrop, FaceFinder, FacePolicy
+from emotion.models import whisper
 from emotion.models.image_backbone import (
     IMAGE_DIM,
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageEmbedder,
+    cpu_supports_bf16,
     make_backbone,
     resolve_device,
     state_sha256,
 )
+from emotion.models.voice import EMBED_DIM as AUDIO_DIM
+from emotion.models.voice import VoiceConfig, VoiceFeatures, VoiceHead, config_dict, config_from
 
 log = logging.getLogger(__name__)
 
 FORMAT = "emotion-embedder"
-FORMAT_VERSION = 1
-AUDIO_DIM = ae.EMBED_DIM
+FORMAT_VERSION = 2
 BATCH = 64
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageSpec:
-    weights: str          # resolved description: imagenet:..., none:random(...), file:...
-    sha256: str           # of the backbone state dict
-    input_size: int       # side of the square crop, as in preprocessed_images.h5
-    detector: str         # haar | mtcnn | none
-    face_margin: float = FACE_MARGIN
+    weights: str                 # resolved description: imagenet:..., none:random(...), file:...
+    sha256: str                  # of the backbone state dict
+    input_size: int              # side of the face crops, as in preprocessed_images.h5
+    face: FacePolicy = FacePolicy()
     net_size: int | None = None  # side the backbone takes (crops resized); None: input_size
+    precision: str = "fp32"      # bf16 or fp32, chosen once on the training images
+    trained_on: str | None = None  # the image split the backbone learned from, if any
+
+
+def flat(settings: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}: settings compared key by key."""
+    out = {}
+    for k, v in settings.items():
+        if isinstance(v, dict):
+            out |= flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def settings_differ(ours: dict, theirs: dict) -> list[str]:
+    """The settings (dotted names) whose values differ, with both values."""
+    a, b = flat(ours), flat(theirs)
+    return [f"{k}: {b.get(k)!r} there, {a.get(k)!r} here" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k)]
 
 
 class Embedder:
-    """Image backbone + audio encoder + the parameters that feed them."""
+    """Face policy, image backbone, speech gate and voice branch, and their settings."""
 
-    def __init__(self, image_state: dict, image: ImageSpec, audio_state: dict,
-                 audio_params: AudioParams, *, device: str = "cpu", precision: str = "auto",
-                 extra: dict | None = None):
+    def __init__(self, image_state: dict, image: ImageSpec, voice_state: dict,
+                 voice: VoiceConfig, audio_params: AudioParams, *, speech_gate: dict | None = None,
+                 device: str = "cpu", extra: dict | None = None):
+        from emotion.media import vad
+
         self.device = resolve_device(device)
-        self.image = image
         self.image_state = image_state
-        self.audio_state = audio_state
-        self.audio_params = audio_params
+        self.voice_state, self.voice, self.audio_params = voice_state, voice, audio_params
+        self.speech_gate = dict(speech_gate or {"threshold": vad.THRESHOLD,
+                                                "min_speech_seconds": vad.MIN_SPEECH_SECONDS})
         self.extra = extra or {}
+        precision = image.precision
+        if precision == "bf16" and self.device == "cpu" and not cpu_supports_bf16():
+            log.warning("this embedder embeds faces in bf16 but this CPU has none: fp32 here "
+                        "(embeddings agree to a cosine of 0.99 or better)")
+            precision = "fp32"
+        self.image = image
         self._images = ImageEmbedder(make_backbone(image_state, self.device), self.device,
-                                     input_size=image.net_size)
-        self._wanted_precision = precision
-        self._precision_chosen = False
-        self._audio = ae.from_state(audio_state).to(self.device)
-        self._detector = None
-        self._detector_lock = threading.Lock()  # OpenCV's cascade is not thread-safe
+                                     precision=precision, input_size=image.net_size)
+        self._head = VoiceHead(voice_state)
+        self._faces: FaceFinder | None = None
+        self._voice: VoiceFeatures | None = None
+        self._gate = None
 
     # ------------------------------------------------------------- identity
+    def settings(self) -> dict:
+        """Every setting that shapes an input on its way to an embedding, and the weights."""
+        return {
+            "image": {"backbone": "resnet18", "weights_sha256": self.image.sha256,
+                      "crop_size": self.image.input_size, "net_size": self.image.net_size,
+                      "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                      "precision": self.image.precision, "trained_on": self.image.trained_on,
+                      "face": self.image.face.settings()},
+            "audio": {**self.audio_params.__dict__, "window_seconds":
+                      self.audio_params.fixed_duration, "speech_gate": self.gate_settings()},
+            "voice": {**config_dict(self.voice), "encoder": "whisper-tiny.en",
+                      "encoder_sha256": whisper.MODEL_SHA256,
+                      "head_sha256": self._head.sha256()},
+        }
+
+    def gate_settings(self) -> dict:
+        return {"kind": "silero-vad", **self.speech_gate}
+
     @property
     def embedder_id(self) -> str:
         """Short hash naming this embedder; stored in every file embedded with it."""
-        h = hashlib.sha256()
-        h.update(self.image.sha256.encode())
-        h.update(state_sha256(self.audio_state["state_dict"]).encode())
-        h.update(json.dumps(self.audio_params.__dict__, sort_keys=True).encode())
-        h.update(str(self.image.input_size).encode())
-        if self.image.net_size not in (None, self.image.input_size):
-            h.update(f"net_size={self.image.net_size}".encode())
-        return h.hexdigest()[:16]
-
-    # ------------------------------------------------------------- embedding
-    def embed_images(self, images: np.ndarray) -> np.ndarray:
-        """(N, S, S, 3) floats in [0,1], S = input_size -> (N, 512)."""
-        if images.ndim != 4 or images.shape[1:] != (self.image.input_size,) * 2 + (3,):
-            raise EmotionError(f"images of shape {images.shape}; this embedder takes "
-                               f"(N, {self.image.input_size}, {self.image.input_size}, 3)")
-        if not self._precision_chosen:
-            self._images.choose_precision(images[:BATCH], self._wanted_precision)
-            self._precision_chosen = True
-        out = [self._images(images[i:i + BATCH]) for i in range(0, len(images), BATCH)]
-        return np.concatenate(out) if out else np.zeros((0, IMAGE_DIM), np.float32)
+        text = json.dumps(self.settings(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def precision(self) -> str:
         return self._images.precision
 
-    def embed_mels(self, mels: np.ndarray) -> np.ndarray:
-        """(N, n_mels, frames) log-mels -> (N, 128)."""
-        p = self.audio_params
-        if mels.ndim != 3 or mels.shape[1:] != (p.n_mels, p.n_frames):
-            raise EmotionError(f"log-mels of shape {mels.shape}; this embedder takes "
-                               f"(N, {p.n_mels}, {p.n_frames})")
-        return ae.embed(self._audio, mels, device=self.device)
+    # ------------------------------------------------------------- images
+    def face(self, rgb: np.ndarray) -> FaceCrop:
+        """A uint8 RGB picture -> its face crop under the face policy (image None: no face)."""
+        if self._faces is None:
+            self._faces = FaceFinder(self.image.face, self.image.input_size)
+        return self._faces(rgb)
 
-    def face(self, rgb: np.ndarray):
-        """A uint8 RGB picture -> FaceCrop at the input size, as preprocessing made it."""
-        with self._detector_lock:
-            if self._detector is None:
-                self._detector = make_detector(self.image.detector)
-            return face_crop(rgb, self._detector, self.image.input_size,
-                             margin=self.image.face_margin)
+    def embed_images(self, images: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) floats in [0,1], S = the crop size -> (N, 512)."""
+        if images.ndim != 4 or images.shape[1:] != (self.image.input_size,) * 2 + (3,):
+            raise EmotionError(f"images of shape {images.shape}; this embedder takes "
+                               f"(N, {self.image.input_size}, {self.image.input_size}, 3)")
+        out = [self._images(images[i:i + BATCH]) for i in range(0, len(images), BATCH)]
+        return np.concatenate(out) if out else np.zeros((0, IMAGE_DIM), np.float32)
 
-    def mel(self, y: np.ndarray, sr: int) -> np.ndarray:
-        """A waveform -> the fixed-length log-mel, as preprocessing made it."""
-        clip, _ = prepare_clip(y, sr, self.audio_params)
-        return log_mel(clip, self.audio_params)
+    # ------------------------------------------------------------- audio
+    def has_speech(self, y: np.ndarray | None) -> bool:
+        """The speech gate, on audio at the training sample rate."""
+        if self._gate is None:
+            from emotion.media.vad import SpeechDetector
+
+            self._gate = SpeechDetector(**self.speech_gate)
+        return self._gate.has_speech(y)
+
+    @property
+    def voice_features(self) -> VoiceFeatures:
+        if self._voice is None:
+            self._voice = VoiceFeatures(self.voice.blocks)
+        return self._voice
+
+    def embed_clips(self, clips: np.ndarray) -> np.ndarray:
+        """Prepared clips (N, n_samples) -> (N, 128) audio embeddings."""
+        if len(clips) == 0:
+            return np.zeros((0, AUDIO_DIM), np.float32)
+        return self._head.embed(self.voice_features(clips))
+
+    def audio_embedding(self, y: np.ndarray | None, sr: int) -> np.ndarray | None:
+        """A window's audio -> its embedding, or None when the speech gate hears no one."""
+        if y is None or y.size == 0 or sr != self.audio_params.sample_rate \
+                or not self.has_speech(y):
+            return None
+        try:
+            clip, _ = prepare_clip(y, sr, self.audio_params)
+        except MediaError:
+            return None
+        return self.embed_clips(clip[None])[0]
 
     # ------------------------------------------------------------- file
     def to_dict(self) -> dict:
+        img = self.image
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION,
-            "image": {"backbone": "resnet18", "dim": IMAGE_DIM, "weights": self.image.weights,
-                      "sha256": self.image.sha256, "input_size": self.image.input_size,
-                      "net_size": self.image.net_size,
+            "image": {"backbone": "resnet18", "dim": IMAGE_DIM, "weights": img.weights,
+                      "sha256": img.sha256, "input_size": img.input_size,
+                      "net_size": img.net_size, "precision": img.precision,
+                      "trained_on": img.trained_on,
                       "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
-                      "detector": self.image.detector, "face_margin": self.image.face_margin,
-                      "state_dict": self.image_state},
+                      "face": img.face.settings(), "state_dict": self.image_state},
             "audio": {"dim": AUDIO_DIM, "params": dict(self.audio_params.__dict__),
-                      "encoder": self.audio_state},
-            "extra": self.extra, "versions": library_versions(),
+                      "speech_gate": dict(self.speech_gate), "voice": config_dict(self.voice),
+                      "head": self._head.to_state()},
+            "settings": self.settings(), "extra": self.extra, "versions": library_versions(),
         }
 
     def save(self, path: str | Path) -> Path:
         return save_atomic(self.to_dict(), path)
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str = "cpu",
-             precision: str = "auto") -> Embedder:
+    def load(cls, path: str | Path, *, device: str = "cpu") -> Embedder:
         d = load_plain(path, fmt=FORMAT, version=FORMAT_VERSION, what="embedder",
                        made_by="extract_embeddings.py")
         img = d["image"]
         spec = ImageSpec(img["weights"], img["sha256"], int(img["input_size"]),
-                         img["detector"], float(img["face_margin"]), img.get("net_size"))
+                         FacePolicy(**img["face"]), img.get("net_size"), img["precision"],
+                         img.get("trained_on"))
         if state_sha256(img["state_dict"]) != spec.sha256:
             raise SchemaError(f"{path}: image weights do not match their recorded hash; "
                               "the file is damaged: re-run extract_embeddings.py")
-        return cls(img["state_dict"], spec, d["audio"]["encoder"],
-                   AudioParams(**d["audio"]["params"]), device=device, precision=precision,
-                   extra=d.get("extra", {}))
+        a = d["audio"]
+        emb = cls(img["state_dict"], spec, a["head"], config_from(a["voice"]),
+                  AudioParams(**a["params"]), speech_gate=a["speech_gate"], device=device,
+                  extra=d.get("extra", {}))
+        differ = settings_differ(emb.settings(), d["settings"])
+        if differ:
+            raise SchemaError(f"{path} was made by another version of this code (its "
+                              f"settings differ: {'; '.join(differ[:3])}); re-run "
+                              "extract_embeddings.py")
+        return emb
+
+    def with_precision(self, precision: str) -> Embedder:
+        """The same embedder, embedding faces in `precision` (chosen once, at training)."""
+        return Embedder(self.image_state, replace(self.image, precision=precision),
+                        self.voice_state, self.voice, self.audio_params,
+                        speech_gate=self.speech_gate, device=self.device, extra=self.extra)

@@ -27,7 +27,7 @@ from emotion.core.labels import EMOTIONS, check_label_names
 log = logging.getLogger(__name__)
 
 FORMAT = "emotion-multimodal"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Modality conditions, as masks (image present, audio present).
 CONDITIONS = {"both": (1.0, 1.0), "image_only": (1.0, 0.0), "audio_only": (0.0, 1.0)}
 
@@ -36,6 +36,11 @@ CONDITIONS = {"both": (1.0, 1.0), "image_only": (1.0, 0.0), "audio_only": (0.0, 
 class FusionConfig:
     image_dim: int = 512
     audio_dim: int = 128
+    # The audio embedding's leading dimensions the model reads: the voice branch's six
+    # logits. Its other dimensions (principal components, for the anomaly detector) let
+    # the model learn which training voices were which rather than what they express:
+    # with them it overfitted the training speakers (README, "The voice branch").
+    audio_inputs: int = 6
     hidden: int = 256
     n_classes: int = len(EMOTIONS)
     dropout: float = 0.3
@@ -48,12 +53,12 @@ class FusionModel(nn.Module):
         c = config
         self.image_mlp = nn.Sequential(nn.Linear(c.image_dim, c.hidden), nn.ReLU(),
                                        nn.Dropout(c.dropout))
-        self.audio_mlp = nn.Sequential(nn.Linear(c.audio_dim, c.hidden), nn.ReLU(),
+        self.audio_mlp = nn.Sequential(nn.Linear(c.audio_inputs, c.hidden), nn.ReLU(),
                                        nn.Dropout(c.dropout))
         self.classifier = nn.Linear(2 * c.hidden, c.n_classes)
         # Input normalisation fitted on the train split; stored in the checkpoint
         # under "normalisation", not in the state dict.
-        for name, dim in (("image", c.image_dim), ("audio", c.audio_dim)):
+        for name, dim in (("image", c.image_dim), ("audio", c.audio_inputs)):
             self.register_buffer(f"{name}_mean", torch.zeros(dim), persistent=False)
             self.register_buffer(f"{name}_std", torch.ones(dim), persistent=False)
 
@@ -61,6 +66,7 @@ class FusionModel(nn.Module):
                 image_mask: torch.Tensor | None = None,
                 audio_mask: torch.Tensor | None = None) -> torch.Tensor:
         hi = self.image_mlp((image - self.image_mean) / self.image_std)
+        audio = audio[:, :self.config.audio_inputs]
         ha = self.audio_mlp((audio - self.audio_mean) / self.audio_std)
         if image_mask is not None:
             hi = hi * image_mask[:, None]
@@ -69,7 +75,7 @@ class FusionModel(nn.Module):
         return self.classifier(torch.cat([hi, ha], dim=1))
 
     def set_normalisation(self, image: np.ndarray, audio: np.ndarray) -> None:
-        for name, x in (("image", image), ("audio", audio)):
+        for name, x in (("image", image), ("audio", audio[:, :self.config.audio_inputs])):
             t = torch.as_tensor(x, dtype=torch.float32)
             getattr(self, f"{name}_mean").copy_(t.mean(dim=0))
             getattr(self, f"{name}_std").copy_(t.std(dim=0).clamp_min(1e-6))
@@ -113,13 +119,14 @@ def predict_condition(model: FusionModel, image: np.ndarray, audio: np.ndarray,
 
 # ------------------------------------------------------------------ checkpoints
 
-def to_checkpoint(model: FusionModel, *, embedder_id: str, metrics: dict, epoch: int,
-                  train_args: dict) -> dict:
+def to_checkpoint(model: FusionModel, *, embedder_id: str, embedder_settings: dict,
+                  metrics: dict, epoch: int, train_args: dict) -> dict:
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "config": asdict(model.config), "label_names": list(EMOTIONS),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "normalisation": model.normalisation(), "embedder_id": embedder_id,
+        "embedder_settings": embedder_settings,
         "metrics": metrics, "epoch": epoch, "train_args": train_args,
         "versions": library_versions(),
     }

@@ -7,10 +7,12 @@ same functions as training: the face detector and crop of preprocessing, the
 log-mel of preprocessing, the embedder's backbone and audio encoder.
 
 Media with time is cut into windows of the training clip length. Per window:
-a few frames, the largest face in each, their mean image embedding; the
-window's audio through the log-mel and the audio encoder; fusion; anomaly
-score. A window without a face takes the audio-only path, a silent one the
-image-only path; one with neither is marked ("none") and not guessed.
+a few frames through the face policy (the one preprocessing used), the mean
+embedding of the faces found; the window's audio through the speech gate and
+the voice branch; fusion; anomaly score. A window without a face takes the
+audio-only path, one without speech the image-only path; one with neither is
+marked ("none") and not guessed. A video is refused only when no window holds
+a face or speech.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import numpy as np
 from emotion.core.errors import ArtifactError, EmotionError, MediaError
 from emotion.core.labels import EMOTIONS
 from emotion.core.paths import DEFAULT
-from emotion.media.audio import has_speech
 from emotion.media.decode import FRAMES_PER_WINDOW, iter_windows, probe
 from emotion.media.images import load_image
 from emotion.models.anomaly import AnomalyDetector, load_detector
-from emotion.models.embedder import Embedder
+from emotion.models.embedder import Embedder, settings_differ
 from emotion.models.fusion import load_checkpoint, predict_proba
+from emotion.models.image_backbone import IMAGE_DIM
+from emotion.models.voice import EMBED_DIM as AUDIO_DIM
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +55,11 @@ class Analyzer:
     def __init__(self, embedder: str | Path = DEFAULT.embedder,
                  multimodal: str | Path = DEFAULT.multimodal,
                  isolation: str | Path = DEFAULT.isolation, *, device: str = "cpu",
-                 precision: str = "auto", options: Options = Options()):
+                 options: Options = Options()):
         self.paths = {"embedder": str(embedder), "multimodal": str(multimodal),
                       "isolation": str(isolation)}
         try:
-            self.embedder = Embedder.load(embedder, device=device, precision=precision)
+            self.embedder = Embedder.load(embedder, device=device)
             self.model, self.ckpt = load_checkpoint(multimodal)
             self.detector: AnomalyDetector = load_detector(isolation)
         except EmotionError as e:
@@ -66,27 +69,24 @@ class Analyzer:
 
     # ------------------------------------------------------------ set-up
     def _check_together(self) -> None:
-        eid = self.embedder.embedder_id
+        ours = self.embedder.settings()
         p = self.paths
-        if self.ckpt.get("embedder_id") != eid:
-            raise ArtifactError(
-                f"{p['multimodal']} was trained on embeddings of embedder "
-                f"{self.ckpt.get('embedder_id')}, but {p['embedder']} is embedder {eid}: use the "
-                "embedder.pt saved with the model, or retrain from extract_embeddings.py on")
-        if self.detector.embedder_id != eid:
-            raise ArtifactError(
-                f"{p['isolation']} was fitted on embeddings of embedder "
-                f"{self.detector.embedder_id}, but {p['embedder']} is embedder {eid}: re-run "
-                "train_anomaly.py on the pairs of this embedder")
+        for what, path, theirs, redo in (
+                ("trained", p["multimodal"], self.ckpt.get("embedder_settings", {}),
+                 "retrain it from extract_embeddings.py on"),
+                ("fitted", p["isolation"], self.detector.data.get("embedder_settings", {}),
+                 "re-run train_anomaly.py on this embedder's pairs")):
+            differ = settings_differ(ours, theirs)
+            if differ:
+                raise ArtifactError(
+                    f"{path} was {what} on embeddings made otherwise than {p['embedder']} "
+                    f"makes them ({'; '.join(differ[:3])}"
+                    f"{f'; and {len(differ) - 3} more' if len(differ) > 3 else ''}): use the "
+                    f"embedder.pt saved with it, or {redo}")
         cfg = self.ckpt["config"]
-        audio_dim = int(self.embedder.audio_state["config"]["embed_dim"])
-        if cfg["image_dim"] != 512 or cfg["audio_dim"] != audio_dim:
+        if cfg["image_dim"] != IMAGE_DIM or cfg["audio_dim"] != AUDIO_DIM:
             raise ArtifactError(f"{p['multimodal']} takes {cfg['image_dim']}+{cfg['audio_dim']}"
-                                f"-d inputs; the embedder gives 512+{audio_dim}")
-        dims = self.detector.data.get("feature_dims", {})
-        if dims and (dims.get("image") != 512 or dims.get("audio") != audio_dim):
-            raise ArtifactError(f"{p['isolation']} takes {dims}; the embedder gives "
-                                f"image 512, audio {audio_dim}")
+                                f"-d inputs; the embedder gives {IMAGE_DIM}+{AUDIO_DIM}")
         names = self.detector.data.get("label_names")
         if names is not None and list(names) != list(EMOTIONS):
             raise ArtifactError(f"{p['isolation']} was made for labels {names}, not {EMOTIONS}")
@@ -102,32 +102,28 @@ class Analyzer:
     def used(self) -> dict:
         e = self.embedder
         return {"embedder_id": e.embedder_id, "image_weights": e.image.weights,
-                "face_detector": e.image.detector, "image_size": e.image.input_size,
-                "precision": e.precision, "model_epoch": self.ckpt.get("epoch"),
+                "face_detector": e.image.face.detector, "face_policy": e.image.face.settings(),
+                "image_size": e.image.input_size, "precision": e.precision,
+                "voice_branch": {"encoder": "whisper-tiny.en", "blocks": list(e.voice.blocks)},
+                "speech_gate": e.gate_settings(), "model_epoch": self.ckpt.get("epoch"),
                 "window_seconds": self.window, "hop_seconds": self.hop,
                 "label_names": list(EMOTIONS), "artifacts": dict(self.paths),
                 "versions": {k: self.ckpt.get("versions", {}).get(k)
                              for k in ("torch", "torchvision", "scikit-learn")}}
 
     # ------------------------------------------------------------ embedding
-    def image_embedding(self, frames: list[np.ndarray]) -> np.ndarray | None:
-        """Mean embedding of the largest face in each frame; None if no frame has one."""
-        crops = [c.image for c in (self.embedder.face(f) for f in frames) if c.face_found]
+    def image_embedding(self, frames: list[np.ndarray]) -> tuple[np.ndarray | None, bool]:
+        """(mean embedding of the faces the face policy finds in the frames, or None;
+        whether the detector found one, rather than the centre-square fallback)."""
+        crops = [c for c in (self.embedder.face(f) for f in frames) if c.found]
         if not crops:
-            return None
-        x = np.stack(crops).astype(np.float32) * np.float32(1 / 255)
-        return self.embedder.embed_images(x).mean(0)
+            return None, False
+        x = np.stack([c.image for c in crops]).astype(np.float32) * np.float32(1 / 255)
+        return self.embedder.embed_images(x).mean(0), any(c.detected for c in crops)
 
     def audio_embedding(self, y: np.ndarray | None) -> np.ndarray | None:
-        """The clip's embedding, or None when it holds no speech."""
-        sr = self.embedder.audio_params.sample_rate
-        if y is None or not has_speech(y, sr):
-            return None
-        try:
-            mel = self.embedder.mel(y, sr)
-        except MediaError:
-            return None
-        return self.embedder.embed_mels(mel[None])[0]
+        """The window's embedding, or None when the speech gate hears no one."""
+        return self.embedder.audio_embedding(y, self.embedder.audio_params.sample_rate)
 
     # ------------------------------------------------------------ scoring
     def _score(self, image: np.ndarray | None, audio: np.ndarray | None) -> dict:
@@ -145,8 +141,15 @@ class Analyzer:
                 "anomaly_score": float(scores[0]), "anomaly_flag": flags[0],
                 "modalities": modalities}
 
+    def _window(self, w, image, audio, *, face_detected: bool) -> dict:
+        out = {"start": round(w.start, 3), "end": round(w.end, 3),
+               "face_found": image is not None, "face_detected": bool(face_detected),
+               "speech_found": audio is not None}
+        out.update(self._score(image, audio))
+        return out
+
     def _summary(self, timeline: list[dict], kind: str, duration: float, started: float,
-                 source: dict) -> dict:
+                 source: dict, warnings: list[str] = ()) -> dict:
         scored = [w for w in timeline if w["emotion_probs"] is not None]
         if not scored:
             raise MediaError("no window holds a face or speech: nothing to analyse")
@@ -154,16 +157,22 @@ class Analyzer:
         probs = _mean_weighted([np.array([w["emotion_probs"][n] for n in EMOTIONS])
                                 for w in scored], weights)
         score = float(np.average([w["anomaly_score"] for w in scored], weights=weights))
+        faces, speech = any(w["face_found"] for w in timeline), \
+            any(w["speech_found"] for w in timeline)
         return {
             "kind": kind, "source": source, "duration": round(duration, 3),
             "emotion": EMOTIONS[int(np.argmax(probs))],
             "emotion_probs": {n: float(p) for n, p in zip(EMOTIONS, probs, strict=True)},
             "anomaly_score": score,
             "anomaly_flag": "anomaly" if score > self.detector.threshold else "normal",
+            "modalities": "both" if faces and speech else "image_only" if faces
+            else "audio_only",
+            "warnings": list(warnings),
             "timeline": timeline,
             "anomalies": [w for w in timeline if w["anomaly_flag"] == "anomaly"],
             "windows": {"total": len(timeline), "scored": len(scored),
                         "with_face": sum(w["face_found"] for w in timeline),
+                        "with_face_detected": sum(w["face_detected"] for w in timeline),
                         "with_speech": sum(w["speech_found"] for w in timeline)},
             "used": self.used(),
             "processing_seconds": round(time.perf_counter() - started, 3),
@@ -171,22 +180,23 @@ class Analyzer:
 
     # ------------------------------------------------------------ inputs
     def analyze_image(self, image: str | Path | bytes) -> dict:
-        """One picture: the largest face, image-only path."""
+        """One picture: its face under the face policy, image-only path."""
         started = time.perf_counter()
-        emb = self.image_embedding([load_image(image)])
+        emb, detected = self.image_embedding([load_image(image)])
         if emb is None:
             raise MediaError("no face found in the image")
         out = self._score(emb, None)
-        out.update(kind="image", face_found=True, speech_found=False,
+        out.update(kind="image", face_found=True, face_detected=detected, speech_found=False,
                    used=self.used(), processing_seconds=round(time.perf_counter() - started, 3))
         return out
 
-    def _windows_of_audio(self, path: str | Path, image: np.ndarray | None):
+    def _windows_of_audio(self, path: str | Path, image: np.ndarray | None,
+                          detected: bool = False):
         """Timeline of an audio file, each window fused with `image` when given."""
         timeline, end = [], 0.0
         for w in self._iter(path, use_video=False):
-            a = self.audio_embedding(w.audio)
-            timeline.append(self._window(w, image, a, face_found=image is not None))
+            timeline.append(self._window(w, image, self.audio_embedding(w.audio),
+                                         face_detected=detected))
             end = w.end
         if not timeline:
             raise MediaError(f"{Path(path).name}: holds no audio")
@@ -198,52 +208,59 @@ class Analyzer:
                             frames_per_window=self.options.frames_per_window,
                             use_video=use_video, max_duration=self.options.max_duration)
 
-    def _window(self, w, image, audio, *, face_found: bool) -> dict:
-        out = {"start": round(w.start, 3), "end": round(w.end, 3),
-               "face_found": bool(face_found), "speech_found": audio is not None}
-        out.update(self._score(image, audio))
-        return out
-
     def analyze_audio(self, audio: str | Path) -> dict:
         started = time.perf_counter()
         self._check_audio(audio)
         timeline, end = self._windows_of_audio(audio, None)
         if not any(w["speech_found"] for w in timeline):
-            raise MediaError(f"{Path(audio).name}: no speech found (silent or near-silent)")
+            raise MediaError(f"{Path(audio).name}: no speech found (the voice activity "
+                             "detector hears no one: silence, hum or noise)")
         return self._summary(timeline, "audio", end, started, {"audio": str(audio)})
 
     def analyze_pair(self, image: str | Path | bytes, audio: str | Path) -> dict:
         """A picture and a clip: the face fused with each window of the clip."""
         started = time.perf_counter()
-        emb = self.image_embedding([load_image(image)])
+        emb, detected = self.image_embedding([load_image(image)])
         if emb is None:
             raise MediaError("no face found in the image")
         self._check_audio(audio)
-        timeline, end = self._windows_of_audio(audio, emb)
+        timeline, end = self._windows_of_audio(audio, emb, detected)
         return self._summary(timeline, "image+audio", end, started,
                              {"image": str(image) if not isinstance(image, bytes) else "bytes",
                               "audio": str(audio)})
 
     def analyze_video(self, video: str | Path) -> dict:
+        """Every window's faces and voice. A video is answered whenever any window holds
+        a face or speech: audio only when no frame shows a face, image only when nothing
+        is heard; refused only when there is neither."""
         started = time.perf_counter()
+        name = Path(video).name
         info = probe(video)
         if not info.has_video:
-            raise MediaError(f"{Path(video).name}: holds no video stream"
+            raise MediaError(f"{name}: holds no video stream"
                              + (" (it is audio: analyse it as audio)" if info.has_audio else ""))
-        if not info.has_audio:
-            raise MediaError(f"{Path(video).name}: the video has no audio track")
         timeline, end = [], 0.0
         for w in self._iter(video, use_video=True):
-            img = self.image_embedding(w.frames)
-            a = self.audio_embedding(w.audio)
-            timeline.append(self._window(w, img, a, face_found=img is not None))
+            img, detected = self.image_embedding(w.frames)
+            timeline.append(self._window(w, img, self.audio_embedding(w.audio),
+                                         face_detected=detected))
             end = w.end
         if end <= 0:
-            raise MediaError(f"{Path(video).name}: zero duration")
-        if not any(w["face_found"] for w in timeline):
-            raise MediaError(f"{Path(video).name}: no face found in any frame; to analyse the "
-                             "voice alone, pass the file as audio")
-        return self._summary(timeline, "video", end, started, {"video": str(video)})
+            raise MediaError(f"{name}: zero duration")
+        faces = any(w["face_found"] for w in timeline)
+        speech = any(w["speech_found"] for w in timeline)
+        if not faces and not speech:
+            raise MediaError(f"{name}: no face in any frame and no speech"
+                             + ("" if info.has_audio else " (no audio track)")
+                             + ": nothing to analyse")
+        warnings = []
+        if not faces:
+            warnings.append("no face found in any frame: the timeline is audio only")
+        if not info.has_audio:
+            warnings.append("the video has no audio track: the timeline is image only")
+        elif not speech:
+            warnings.append("no speech heard: the timeline is image only")
+        return self._summary(timeline, "video", end, started, {"video": str(video)}, warnings)
 
     def _check_audio(self, audio: str | Path) -> None:
         info = probe(audio)

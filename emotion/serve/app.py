@@ -313,6 +313,8 @@ def _summary(result: dict) -> dict:
         "duration": result["duration"],
         "emotions": {"dominant": result["emotion"], "probabilities": result["emotion_probs"]},
         "anomaly": {"score": result["anomaly_score"], "flag": result["anomaly_flag"]},
+        "modalities": result["modalities"],
+        "warnings": result["warnings"],
         "timeline": result["timeline"],
         "anomalies": result["anomalies"],
         "windows": result["windows"],

@@ -45,6 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     return pipeline.main([
         "--images", str(sample / "images"), "--audio", str(sample / "audio"),
         "--work", str(out), "--size", "112", "--workers", str(args.workers),
-        "--face_epochs", "6", "--net_size", "64", "--audio_epochs", "20", "--folds", "3",
+        "--face_epochs", "6", "--net_size", "64", "--folds", "3",
         "--epochs", "40", "--batch_size", "32", "--lr", "0.003", "--n_probes", "16",
         "--video", str(video), *(["--force"] if args.force else [])])

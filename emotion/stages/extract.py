@@ -1,4 +1,17 @@
-"""The embedding stage: preprocessed files -> embeddings files and embedder.pt."""
+"""The embedding stage: preprocessed files -> embeddings files and embedder.pt.
+
+Images: the backbone of --image_weights (the face backbone trained on the train
+faces, by pipeline.py) embeds every stored face crop.
+
+Audio: the voice branch (emotion.models.voice) is fitted on every labelled clip of
+the audio file, whatever its split: its head, chosen by leave-speakers-out
+cross-validation, takes no early stopping, so no speaker needs holding out for
+it, and new users get the most voices. Every clip's stored embedding is out of
+fold (speaker folds): its logits come from a head that never heard its speaker,
+so the fusion model, the anomaly detector and the dev test figures all see
+embeddings as a new speaker's would be. The head fitted on all clips is saved
+for inference.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +26,10 @@ from tqdm import tqdm
 
 from emotion.core import cli, h5io
 from emotion.core.errors import EmotionError
-from emotion.core.labels import ALL_LABELS
 from emotion.core.paths import DEFAULT
-from emotion.media.audio import AudioParams
-from emotion.models import audio_encoder as ae
+from emotion.media.audio import AudioParams, prepare_clip
+from emotion.media.faces import FacePolicy
+from emotion.media.vad import SpeechDetector
 from emotion.models.embedder import Embedder, ImageSpec
 from emotion.models.image_backbone import (
     load_state,
@@ -24,10 +37,12 @@ from emotion.models.image_backbone import (
     state_sha256,
     weights_input_size,
 )
+from emotion.models.voice import VoiceConfig, VoiceFeatures, collect, config_dict, fit_voice
 
 log = logging.getLogger(__name__)
 
 READ_BATCH = 256
+BATCH_PRECISION = 64  # training faces bf16 must agree on before it is chosen
 
 
 def audio_params_of(f) -> AudioParams:
@@ -35,68 +50,59 @@ def audio_params_of(f) -> AudioParams:
                           for k in AudioParams().__dict__ if k in f.attrs})
 
 
-def fit_audio_encoder(feats: np.ndarray, labels: np.ndarray, speakers: list[str], *,
-                      train_cfg: ae.TrainConfig, folds: int, device: str
-                      ) -> tuple[dict, np.ndarray]:
-    """Train the final encoder on all train clips and the out-of-fold embeddings.
-
-    Returns the encoder's plain state and the (N, 128) train embeddings.
-    """
-    present = sorted(set(labels.tolist()))
-    if len(present) < 2:
-        raise EmotionError(f"the audio train split holds {len(present)} emotion(s); the audio "
-                           "encoder needs at least two (check the labels or the splits)")
-    classes = [ALL_LABELS[i] for i in present]
-    y = np.searchsorted(np.array(present), labels)
-    log.info("training the audio encoder on %d train clips of %d speakers, classes %s",
-             len(feats), len(set(speakers)), classes)
-    final = ae.train_encoder(feats, y, len(classes), train=train_cfg, device=device)
-    if folds >= 2:
-        oof = ae.out_of_fold_embeddings(feats, y, speakers, final, len(classes), folds=folds,
-                                        train=train_cfg, device=device)
-    else:
-        oof = ae.embed(final, feats, device=device)
-    return ae.to_state(final, classes), oof
+def face_policy_of(f) -> FacePolicy:
+    return FacePolicy(**json.loads(f.attrs["face_policy"]))
 
 
-def reuse_embedder(path: str | Path, *, size: int, params: AudioParams, image_h5, audio_h5,
-                   device: str, precision: str) -> Embedder:
+def waveforms(fa) -> list[np.ndarray]:
+    return [h5io.read_waveform(fa, i) for i in range(len(fa["labels"]))]
+
+
+def reuse_embedder(path: str | Path, fi, fa, *, device: str) -> Embedder:
     """A saved embedder, refused when the preprocessed files were made otherwise."""
-    emb = Embedder.load(path, device=device, precision=precision)
+    emb = Embedder.load(path, device=device)
+    size, params, policy = int(fi.attrs["size"]), audio_params_of(fa), face_policy_of(fi)
     if emb.image.input_size != size:
-        raise EmotionError(f"{image_h5} holds {size}px images, the embedder {path} "
+        raise EmotionError(f"{fi.filename} holds {size}px images, the embedder {path} "
                            f"takes {emb.image.input_size}px: re-run preprocess_images.py "
                            f"with --size {emb.image.input_size}")
+    if emb.image.face != policy:
+        raise EmotionError(f"{fi.filename} was cut with face policy {policy.settings()}, the "
+                           f"embedder {path} with {emb.image.face.settings()}: re-run "
+                           "preprocess_images.py with the embedder's detector")
     if emb.audio_params != params:
-        raise EmotionError(f"{audio_h5} was made with {params}, the embedder with "
+        raise EmotionError(f"{fa.filename} was made with {params}, the embedder with "
                            f"{emb.audio_params}: re-run preprocessing_audio.py to match")
     return emb
 
 
-def new_embedder(fi, fa, *, image_weights: str, seed: int, audio_epochs: int, folds: int,
-                 device: str, precision: str) -> tuple[Embedder, np.ndarray]:
-    """The backbone of `image_weights` and an audio encoder trained on the train clips;
-    also the train clips' out-of-fold embeddings."""
-    splits = h5io.read_strings(fa["splits"])
-    speakers = h5io.read_strings(fa["speakers"])
-    train = np.array([s == "train" for s in splits])
-    if not train.any():
-        raise EmotionError(f"{fa.filename} has no train clips to fit the audio encoder on "
-                           "(was it made with --split test?); pass --embedder PATH to "
-                           "reuse a trained one")
+def new_embedder(fi, fa, *, image_weights: str, seed: int, folds: int, device: str,
+                 precision: str) -> tuple[Embedder, np.ndarray]:
+    """The backbone of `image_weights` and the voice branch fitted on every clip; also
+    every clip's out-of-fold audio embedding."""
     state, desc = load_state(image_weights, seed=seed)
-    spec = ImageSpec(desc, state_sha256(state), int(fi.attrs["size"]),
-                     str(fi.attrs["detector"]), net_size=weights_input_size(image_weights))
-    train_speakers = [s for s, m in zip(speakers, train, strict=True) if m]
-    audio_state, oof = fit_audio_encoder(
-        fa["features/fixed"][np.flatnonzero(train)],
-        fa["labels"][()].astype(np.int64)[train], train_speakers,
-        train_cfg=ae.TrainConfig(epochs=audio_epochs, seed=seed), folds=folds, device=device)
-    emb = Embedder(state, spec, audio_state, audio_params_of(fa), device=device,
-                   precision=precision,
-                   extra={"audio_train_speakers": sorted(set(train_speakers)),
-                          "out_of_fold_folds": folds, "audio_epochs": audio_epochs,
-                          "seed": seed})
+    spec = ImageSpec(desc, state_sha256(state), int(fi.attrs["size"]), face_policy_of(fi),
+                     net_size=weights_input_size(image_weights),
+                     trained_on="train" if weights_input_size(image_weights) else None)
+    params, cfg = audio_params_of(fa), VoiceConfig(folds=folds, seed=seed)
+    speakers = h5io.read_strings(fa["speakers"])
+    if "train" not in h5io.read_strings(fa["splits"]):
+        raise EmotionError(f"{fa.filename} has no train clips: it looks like an external test "
+                           "set (made with --split test); pass --embedder PATH to embed it with "
+                           "a trained embedder instead of fitting a new one on it")
+    features = VoiceFeatures(cfg.blocks)
+    data = collect(waveforms(fa), params.sample_rate, fa["labels"][()].astype(np.int64),
+                   speakers, params=params, detector=SpeechDetector(), features=features,
+                   cfg=cfg)
+    head, oof = fit_voice(data, cfg)
+    emb = Embedder(state, spec, head.to_state(), cfg, params, device=device,
+                   extra={"voice_speakers": sorted(set(speakers)), "voice_clips": len(speakers),
+                          "voice_examples": len(data.clips) + len(data.extra),
+                          "voice_config": config_dict(cfg), "seed": seed})
+    first = h5io.splits_of(fi, h5io.PREPROCESSED_IMAGES)[0]
+    sample = h5io.read_images(fi[first]["images"], slice(0, BATCH_PRECISION))
+    emb = emb.with_precision(emb._images.choose_precision(sample, precision))
+    emb._voice = features  # the encoder is loaded already
     return emb, oof
 
 
@@ -105,7 +111,9 @@ def write_image_embeddings(emb: Embedder, fi, out: str | Path, config: dict) -> 
     counts: dict[str, int] = {}
     with h5io.create(out, h5io.EMBEDDINGS_IMAGES, config=config) as fo:
         fo.attrs["embedder_id"] = emb.embedder_id
+        fo.attrs["embedder_settings"] = json.dumps(emb.settings(), sort_keys=True)
         fo.attrs["image_weights"] = emb.image.weights
+        fo.attrs["backbone_trained_on"] = emb.image.trained_on or ""
         for split in h5io.splits_of(fi, h5io.PREPROCESSED_IMAGES):
             src = fi[split]
             n = len(src["labels"])
@@ -124,38 +132,39 @@ def write_image_embeddings(emb: Embedder, fi, out: str | Path, config: dict) -> 
 
 def write_audio_embeddings(emb: Embedder, fa, out: str | Path, config: dict,
                            oof: np.ndarray | None) -> int:
-    """Every clip's log-mel through the audio encoder; train clips take their
-    out-of-fold embeddings when given. Returns the number of clips."""
-    splits = h5io.read_strings(fa["splits"])
+    """Every clip's audio embedding: the out-of-fold ones when given, else the
+    embedder's own (an external set). Returns the number of clips."""
     labels = fa["labels"][()]
-    feats = fa["features/fixed"]
     n = len(labels)
+    if oof is None:
+        params = emb.audio_params
+        rows = np.concatenate([emb.embed_clips(np.stack([
+            prepare_clip(y, params.sample_rate, params)[0] for y in part]))
+            for part in _chunks(waveforms(fa), READ_BATCH)]) if n else np.zeros((0, 128))
+    else:
+        rows = oof
     with h5io.create(out, h5io.EMBEDDINGS_AUDIO, config=config) as fo:
         fo.attrs["embedder_id"] = emb.embedder_id
+        fo.attrs["embedder_settings"] = json.dumps(emb.settings(), sort_keys=True)
         g = fo.create_group("all")
-        rows = np.zeros((n, emb.audio_state["config"]["embed_dim"]), np.float32)
-        for i in range(0, n, READ_BATCH):
-            rows[i:i + READ_BATCH] = emb.embed_mels(feats[i:i + READ_BATCH])
-        is_oof = np.zeros(n, bool)
-        if oof is not None:
-            train = np.array([s == "train" for s in splits])
-            rows[train] = oof
-            is_oof[train] = True
-        g.create_dataset("embeddings", data=rows)
+        g.create_dataset("embeddings", data=rows.astype(np.float32))
         g.create_dataset("labels", data=labels.astype(np.int16))
-        g.create_dataset("out_of_fold", data=is_oof)
-        for name, values in (("paths", h5io.read_strings(fa["paths"])),
-                             ("speakers", h5io.read_strings(fa["speakers"])),
-                             ("splits", splits)):
-            h5io.write_strings(g, name, values)
+        g.create_dataset("out_of_fold", data=np.full(n, oof is not None and emb.voice.folds > 1))
+        for name in ("paths", "speakers", "splits"):
+            h5io.write_strings(g, name, h5io.read_strings(fa[name]))
     return n
+
+
+def _chunks(items: list, size: int):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 def extract(image_h5: str | Path, audio_h5: str | Path, out_image_h5: str | Path,
             out_audio_h5: str | Path, *, embedder_out: str | Path | None,
             embedder: str | Path | None = None, image_weights: str = "none",
             device: str = "cpu", precision: str = "auto", seed: int = 0,
-            audio_epochs: int = 40, folds: int = 5) -> dict:
+            folds: int = 4) -> dict:
     """Run the stage: make (or reuse) the embedder, then embed every image and clip."""
     timings: dict[str, float] = {}
     device = resolve_device(device)
@@ -164,17 +173,14 @@ def extract(image_h5: str | Path, audio_h5: str | Path, out_image_h5: str | Path
         t = time.perf_counter()
         oof = None
         if embedder:
-            emb = reuse_embedder(embedder, size=int(fi.attrs["size"]),
-                                 params=audio_params_of(fa), image_h5=image_h5,
-                                 audio_h5=audio_h5, device=device, precision=precision)
+            emb = reuse_embedder(embedder, fi, fa, device=device)
         else:
             emb, oof = new_embedder(fi, fa, image_weights=image_weights, seed=seed,
-                                    audio_epochs=audio_epochs, folds=folds, device=device,
-                                    precision=precision)
+                                    folds=folds, device=device, precision=precision)
             if embedder_out:
                 emb.save(embedder_out)
                 log.info("saved the embedder to %s (id %s)", embedder_out, emb.embedder_id)
-        timings["audio_encoder_s"] = round(time.perf_counter() - t, 2)
+        timings["voice_branch_s"] = round(time.perf_counter() - t, 2)
         config = {"image_h5": str(image_h5), "audio_h5": str(audio_h5),
                   "embedder": str(embedder or embedder_out), "device": emb.device}
         t = time.perf_counter()
@@ -200,9 +206,9 @@ USAGE = """Preprocessed images and audio -> 512-d image and 128-d audio embeddin
     python extract_embeddings.py --embedder saved_models/embedder.pt \
         --audio_h5 external_audio.h5 --out_audio_h5 external_embeddings_audio.h5
 
-Without --embedder, the audio encoder is trained on the train split (train clips
-get out-of-fold embeddings) and everything needed to embed new media the same
-way is saved to --embedder_out.
+Without --embedder, the voice branch is fitted on every labelled clip (each clip's
+stored embedding is out of fold: from a head fitted without its speaker), and
+everything needed to embed new media the same way is saved to --embedder_out.
 """
 
 
@@ -215,16 +221,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--embedder_out", default=str(DEFAULT.embedder),
                    help="where the new embedder is saved")
     p.add_argument("--embedder", default=None,
-                   help="reuse this embedder instead of training a new audio encoder")
+                   help="reuse this embedder (an external test set) instead of fitting one")
     p.add_argument("--image_weights", default="imagenet",
                    help="imagenet (torch cache), none (random weights), or a ResNet18 "
                         "state dict such as saved_models/face_resnet18.pt")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: bf16 where the hardware has it and it agrees with fp32")
-    p.add_argument("--audio_epochs", type=int, default=40)
-    p.add_argument("--folds", type=int, default=5,
-                   help="speaker folds for out-of-fold train embeddings (0: none)")
+    p.add_argument("--folds", type=int, default=4,
+                   help="speaker folds for out-of-fold audio embeddings (1: none)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -235,7 +240,7 @@ def run(args: argparse.Namespace) -> None:
                 embedder_out=None if args.embedder else args.embedder_out,
                 embedder=args.embedder, image_weights=args.image_weights,
                 device=args.device, precision=args.precision, seed=args.seed,
-                audio_epochs=args.audio_epochs, folds=args.folds)
+                folds=args.folds)
     log.info("wrote %s and %s (embedder %s, %s)", args.out_image_h5, args.out_audio_h5,
              s["embedder_id"], s["precision"])
 

@@ -1,11 +1,19 @@
 """Pair image and audio embeddings of the same emotion, split by split.
 
-Audio comes only from the same split as the image (a clip never sits in train
-and test pairs). Every image of the six emotions gets one clip of its emotion,
-drawn by cycling through a seeded shuffle of that class's clips, so each clip is
-used about equally often and small audio classes are oversampled to the size of
-the image class. Classes outside the six, and images whose class has no clip
-in the split, are dropped and counted.
+Audio comes only from the split of the pairs (a clip never sits in train and
+test pairs). Faces the image backbone was trained on are never paired: when the
+backbone is the face backbone trained on the train faces, the train pairs (which
+the fusion model and the anomaly detector are fitted on) take half of the val
+faces, stratified by emotion and seeded, and the val pairs (for model selection)
+the other half; so everything fitted downstream of the backbone sees faces as
+new as a user's. Otherwise each split's faces are its own.
+
+Every face of the six emotions gets one clip of its emotion, drawn by cycling
+through a seeded shuffle of that class's clips, so each clip is used about equally
+often and small audio classes are oversampled to the size of the image class
+(and faces repeated where a class has more clips than faces).
+Classes outside the six, and faces whose class has no clip in the split, are
+dropped and counted.
 """
 
 from __future__ import annotations
@@ -36,7 +44,11 @@ def cycle_draw(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray
 
 def pair_split(image_labels: np.ndarray, audio_labels: np.ndarray, rng: np.random.Generator
                ) -> tuple[np.ndarray, np.ndarray, Counter]:
-    """Indices (image_idx, audio_idx) of the pairs of one split, and what was dropped."""
+    """Indices (image_idx, audio_idx) of the pairs of one split, and what was dropped.
+
+    Every face gets a clip of its emotion, and every clip a face: a class with more
+    clips than faces (few faces the backbone never saw) repeats its faces.
+    """
     dropped: Counter = Counter()
     img_idx, aud_idx = [], []
     for c, name in enumerate(ALL_LABELS):
@@ -50,8 +62,9 @@ def pair_split(image_labels: np.ndarray, audio_labels: np.ndarray, rng: np.rando
         if len(clips) == 0:
             dropped[f"image class {name} (no clip of it in this split)"] += len(images)
             continue
-        img_idx.append(images)
-        aud_idx.append(cycle_draw(clips, len(images), rng))
+        n = max(len(images), len(clips))
+        img_idx.append(images if n == len(images) else cycle_draw(images, n, rng))
+        aud_idx.append(cycle_draw(clips, n, rng))
     for c, name in enumerate(ALL_LABELS):
         n = int((audio_labels == c).sum())
         if n and name not in EMOTIONS:
@@ -68,6 +81,8 @@ def _write_split(out: Path, g, fa, ii: np.ndarray, jj: np.ndarray, *, split: str
     with h5io.create(out, h5io.PAIRED, config=config, label_names=EMOTIONS) as fo:
         fo.attrs["split"] = split
         fo.attrs["embedder_id"] = fa.attrs["embedder_id"]
+        fo.attrs["embedder_settings"] = fa.attrs["embedder_settings"]
+        fo.attrs["image_split"] = config["image_split"]
         fo.attrs["seed"] = config["seed"]
         fo.attrs["dropped"] = json.dumps(dict(dropped))
         audio_emb = fa["all/embeddings"][()]  # (clips, 128): small
@@ -76,7 +91,9 @@ def _write_split(out: Path, g, fa, ii: np.ndarray, jj: np.ndarray, *, split: str
             "audio_embeddings": ((audio_emb.shape[1],), np.float32)})
         for k in range(0, len(ii), CHUNK):  # stream: 420,000 images need not fit
             i_k, j_k = ii[k:k + CHUNK], jj[k:k + CHUNK]
-            rows.append(image_embeddings=g["embeddings"][i_k], audio_embeddings=audio_emb[j_k])
+            uniq, inverse = np.unique(i_k, return_inverse=True)  # h5py reads sorted rows
+            rows.append(image_embeddings=g["embeddings"][uniq][inverse],
+                        audio_embeddings=audio_emb[j_k])
         fo.create_dataset("labels", data=img_labels[ii].astype(np.int16))
         img_paths = h5io.read_strings(g["paths"])
         audio_paths = h5io.read_strings(fa["all/paths"])
@@ -88,9 +105,27 @@ def _write_split(out: Path, g, fa, ii: np.ndarray, jj: np.ndarray, *, split: str
     return counts
 
 
+def image_sources(fi, seed: int) -> dict[str, tuple[str, np.ndarray]]:
+    """For each split of pairs, (the image split its faces come from, their rows)."""
+    splits = h5io.splits_of(fi, h5io.EMBEDDINGS_IMAGES)
+    rows = {s: np.arange(len(fi[s]["labels"])) for s in splits}
+    if fi.attrs.get("backbone_trained_on", "") != "train" or "val" not in splits:
+        return {s: (s, rows[s]) for s in splits}
+    labels = fi["val"]["labels"][()]
+    rng = np.random.default_rng([seed, 99])
+    fit, select = [], []
+    for c in np.unique(labels):
+        mine = rng.permutation(np.flatnonzero(labels == c))
+        fit.append(mine[: (len(mine) + 1) // 2])
+        select.append(mine[(len(mine) + 1) // 2:])
+    out = {"train": ("val", np.sort(np.concatenate(fit))),
+           "val": ("val", np.sort(np.concatenate(select)))}
+    return out | ({"test": ("test", rows["test"])} if "test" in rows else {})
+
+
 def make_pairs(image_h5: str | Path, audio_h5: str | Path, out_prefix: str | Path, *,
                seed: int = 0) -> dict:
-    """Write saved_paired_{split}_paired_embeddings.h5 for every split of the images."""
+    """Write saved_paired_{split}_paired_embeddings.h5 for every split of pairs."""
     summary: dict = {}
     config = {"image_h5": str(image_h5), "audio_h5": str(audio_h5), "seed": seed}
     with h5io.open_checked(image_h5, h5io.EMBEDDINGS_IMAGES) as fi, \
@@ -101,9 +136,9 @@ def make_pairs(image_h5: str | Path, audio_h5: str | Path, out_prefix: str | Pat
                                "run extract_embeddings.py once for both")
         audio_splits = np.array(h5io.read_strings(fa["all/splits"]))
         audio_labels = fa["all/labels"][()].astype(np.int64)
-        for s_i, split in enumerate(h5io.splits_of(fi, h5io.EMBEDDINGS_IMAGES)):
+        for s_i, (split, (image_split, rows)) in enumerate(image_sources(fi, seed).items()):
             in_split = np.flatnonzero(audio_splits == split)
-            img_labels = fi[split]["labels"][()].astype(np.int64)
+            img_labels = fi[image_split]["labels"][()].astype(np.int64)[rows]
             ii, jj, dropped = pair_split(img_labels, audio_labels[in_split],
                                          np.random.default_rng([seed, s_i]))
             if len(ii) == 0:
@@ -112,16 +147,18 @@ def make_pairs(image_h5: str | Path, audio_h5: str | Path, out_prefix: str | Pat
                     f"split {split!r}: no pairs (images {have}, "
                     f"{len(in_split)} clips in this split); every split of the images needs "
                     "clips of the same emotions in the audio's split of that name")
-            order = np.argsort(ii, kind="stable")  # read images in file order
-            ii, jj = ii[order], in_split[jj][order]
+            order = np.argsort(rows[ii], kind="stable")  # read images in file order
+            ii, jj = rows[ii][order], in_split[jj][order]
             out = paired_path(out_prefix, split)
-            counts = _write_split(out, fi[split], fa, ii, jj, split=split, config=config,
+            counts = _write_split(out, fi[image_split], fa, ii, jj, split=split,
+                                  config=config | {"image_split": image_split},
                                   dropped=dropped)
             clips = len(set(jj.tolist()))
-            summary[split] = {"pairs": len(ii), "counts": dict(sorted(counts.items())),
-                              "audio_clips": clips, "dropped": dict(dropped), "path": str(out)}
-            log.info("%s: %d pairs from %d distinct clips; dropped %s", split, len(ii), clips,
-                     dict(dropped) or "nothing")
+            summary[split] = {"pairs": len(ii), "faces_from": image_split,
+                              "counts": dict(sorted(counts.items())), "audio_clips": clips,
+                              "dropped": dict(dropped), "path": str(out)}
+            log.info("%s: %d pairs (faces of the %s split) from %d distinct clips; dropped %s",
+                     split, len(ii), image_split, clips, dict(dropped) or "nothing")
     return summary
 
 

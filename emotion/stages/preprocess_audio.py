@@ -24,7 +24,16 @@ from emotion.core.labels import ALL_LABELS, ClipLabel, parse_clip_name, read_lab
 from emotion.core.parallel import ordered_map
 from emotion.core.paths import DEFAULT, manifest_path
 from emotion.core.splits import SPLITS, assign_speakers
-from emotion.media.audio import AUDIO_EXTENSIONS, AudioParams, features_from_file
+from emotion.media.audio import (
+    AUDIO_EXTENSIONS,
+    AudioParams,
+    load_audio,
+    log_mel,
+    prepare_clip,
+    resample,
+    to_mono,
+)
+from emotion.media.vad import SpeechDetector
 
 log = logging.getLogger(__name__)
 MANIFEST_FIELDS = ("path", "label", "speaker", "duration", "split", "status", "reason")
@@ -68,14 +77,30 @@ def scan_clips(audio_dir: str | Path, labels_csv: str | Path | None = None
     return found, unlabelled
 
 
+_DETECTOR: list[SpeechDetector] = []  # one per worker process, made on first use
+
+
+def featurise(y: np.ndarray, sr: int, params: AudioParams
+              ) -> tuple[np.ndarray, float, np.ndarray]:
+    """A recording -> (its fixed-length log-mel, speech seconds, the recording at the
+    training rate); a recording in which the speech gate hears no one is refused."""
+    if not _DETECTOR:
+        _DETECTOR.append(SpeechDetector())
+    y = resample(to_mono(y), sr, params.sample_rate) if y.size else y
+    clip, duration = prepare_clip(y, params.sample_rate, params)
+    if not _DETECTOR[0].has_speech(y):
+        raise MediaError("no speech (the voice activity detector hears no one)")
+    return log_mel(clip, params), duration, y
+
+
 def _featurise(clip: Clip, *, params: AudioParams):
     try:
-        feats, duration = features_from_file(clip.path, params)
-        return clip, feats, duration, None
+        feats, duration, y = featurise(*load_audio(clip.path), params)
+        return clip, feats, duration, y, None
     except MediaError as e:
-        return clip, None, 0.0, str(e)
+        return clip, None, 0.0, None, str(e)
     except Exception as e:  # noqa: BLE001 - one odd file must not end the run
-        return clip, None, 0.0, f"unexpected {type(e).__name__}: {e}"
+        return clip, None, 0.0, None, f"unexpected {type(e).__name__}: {e}"
 
 
 def speaker_splits(labelled: list[tuple[str, ClipLabel]], split: str, *, seed: int,
@@ -90,18 +115,25 @@ def speaker_splits(labelled: list[tuple[str, ClipLabel]], split: str, *, seed: i
 
 
 def _clip_writer(f, params: AudioParams) -> h5io.RowBuffer:
-    """Rows (clip, log-mel, duration) appended to the file's datasets in blocks."""
+    """Rows (clip, log-mel, duration, waveform) appended to the file's datasets in blocks."""
     feats = h5io.Appender(f.require_group("features"),
                           {"fixed": ((params.n_mels, params.n_frames), np.float32)})
     meta = h5io.Appender(f["/"], {"labels": ((), np.int16), "paths": ((), h5io.STR),
                                   "speakers": ((), h5io.STR), "splits": ((), h5io.STR),
                                   "durations": ((), np.float32)})
+    waves = f.require_group("waveforms")
+    index = h5io.Appender(waves, {"start": ((), np.int64), "length": ((), np.int64)})
+    samples = h5io.Appender(waves, {"samples": ((), np.float32)}, max_chunk_rows=1 << 18)
 
     def write(rows: list) -> None:
         feats.append(fixed=np.stack([r[1] for r in rows]))
         meta.append(labels=[ALL_LABELS.index(r[0].label) for r in rows],
                     paths=[r[0].path for r in rows], speakers=[r[0].speaker for r in rows],
                     splits=[r[0].split for r in rows], durations=[r[2] for r in rows])
+        lengths = np.array([len(r[3]) for r in rows], np.int64)
+        index.append(start=samples.n + np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+                     length=lengths)
+        samples.append(samples=np.concatenate([r[3] for r in rows]))
 
     return h5io.RowBuffer(write, WRITE_BATCH)
 
@@ -139,7 +171,7 @@ def preprocess_audio(audio_dir: str | Path, out_h5: str | Path, *,
         f.attrs["speaker_splits"] = json.dumps(by_speaker, sort_keys=True)
         rows = _clip_writer(f, params)
         work = functools.partial(_featurise, params=params)
-        for clip, x, duration, reason in tqdm(ordered_map(work, clips, workers=workers),
+        for clip, x, duration, y, reason in tqdm(ordered_map(work, clips, workers=workers),
                                               total=len(clips), desc="audio", unit="clip",
                                               mininterval=1.0):
             manifest.append(_manifest_row(clip, duration, reason))
@@ -147,7 +179,7 @@ def preprocess_audio(audio_dir: str | Path, out_h5: str | Path, *,
                 skipped.append((clip.path, reason))
                 continue
             counts.setdefault(clip.split, Counter())[clip.label] += 1
-            rows.add((clip, x, duration))
+            rows.add((clip, x, duration, y))
         rows.flush()
         h5io.write_skipped(f, skipped, kept=sum(sum(c.values()) for c in counts.values()),
                            what=f"{len(clips)} clips under {audio_dir}")

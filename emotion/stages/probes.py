@@ -1,11 +1,11 @@
 """Out-of-distribution probes for the anomaly detector, made the way production inputs are.
 
-Every probe goes through the project's own preprocessing path (:class:`Embedder`):
-waveforms through ``emb.mel`` (resample, trim, peak-normalise, log-mel) and
-``emb.embed_mels``; frames through ``emb.face`` (no face is found in a texture,
-so it is centre-cropped, as a production frame would be) and ``emb.embed_images``.
-A probe the preprocessing itself refuses (digital silence is "only silence") is
-counted as rejected with the reason, which is the behaviour we want.
+Every probe goes through the project's own path (:class:`Embedder`): waveforms
+through ``emb.audio_embedding`` (the speech gate, then the voice branch), frames
+through ``emb.face`` (the face policy) and ``emb.embed_images``. A probe that
+path refuses before any model sees it (noise the speech gate hears no one in, a
+texture the face policy finds no face in) is counted as rejected with the
+reason: that is the refusal a user's input gets, before the anomaly detector.
 
 Only one half of a probe pair is out of distribution: an audio probe is paired
 with a real test image embedding and an image probe with a real test audio
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emotion.core.errors import MediaError
 from emotion.core.metrics import auroc
 from emotion.models.anomaly import KNNDistance, Mahalanobis
 from emotion.models.embedder import AUDIO_DIM
@@ -138,27 +137,30 @@ def embed_audio_probes(emb, kind: str, n: int, rng: np.random.Generator
                        ) -> tuple[np.ndarray, int, str]:
     """n waveforms of a kind -> (embeddings (m, 128), rejected count, first reason)."""
     p = emb.audio_params
-    mels, rejected, reason = [], 0, ""
+    rows, rejected = [], 0
     for _ in range(n):
-        y = AUDIO_PROBES[kind](p.n_samples, p.sample_rate, rng)
-        try:
-            mels.append(emb.mel(y, p.sample_rate))
-        except MediaError as e:
+        e = emb.audio_embedding(AUDIO_PROBES[kind](p.n_samples, p.sample_rate, rng),
+                                p.sample_rate)
+        if e is None:
             rejected += 1
-            reason = reason or str(e)
-    if not mels:
-        return np.zeros((0, AUDIO_DIM), np.float32), rejected, reason
-    return emb.embed_mels(np.stack(mels)), rejected, reason
+        else:
+            rows.append(e)
+    reason = "no speech (the speech gate)" if rejected else ""
+    return (np.stack(rows) if rows else np.zeros((0, AUDIO_DIM), np.float32)), rejected, reason
 
 
 def embed_image_probes(emb, kind: str, n: int, rng: np.random.Generator
                        ) -> tuple[np.ndarray, int]:
-    """n frames of a kind (4:3, twice the crop size) -> (embeddings (n, 512), faces found)."""
+    """n frames of a kind (4:3, twice the crop size) -> (embeddings (m, 512) of those the
+    face policy took for a face, how many it took)."""
     s = emb.image.input_size
     h, w = 2 * s, (8 * s) // 3
-    crops = [emb.face(IMAGE_PROBES[kind](h, w, rng, i)) for i in range(n)]
+    crops = [c for c in (emb.face(IMAGE_PROBES[kind](h, w, rng, i)) for i in range(n))
+             if c.found]
+    if not crops:
+        return np.zeros((0, 512), np.float32), 0
     images = np.stack([c.image for c in crops]).astype(np.float32) / 255.0
-    return emb.embed_images(images), sum(c.face_found for c in crops)
+    return emb.embed_images(images), len(crops)
 
 
 def mismatched(image: np.ndarray, audio: np.ndarray, labels: np.ndarray, n: int,
@@ -184,7 +186,8 @@ def make_probes(emb, test, *, n: int, seed: int = 0) -> dict[str, ProbeSet]:
         rng = np.random.default_rng([seed, 2, k])
         image, faces = embed_image_probes(emb, kind, n, rng)
         audio = test.audio[rng.integers(0, n_test, len(image))]
-        out[kind] = ProbeSet(kind, "image", image, audio, faces_found=faces)
+        out[kind] = ProbeSet(kind, "image", image, audio, n - faces,
+                             "no face (the face policy)" if faces < n else "", faces)
     pairs = mismatched(test.image, test.audio, test.labels, n, np.random.default_rng([seed, 3]))
     if pairs is None:
         log.warning("the test split holds one emotion only: no mismatched-emotion probes")

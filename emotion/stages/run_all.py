@@ -21,6 +21,7 @@ from pathlib import Path
 from emotion.core import cli
 from emotion.core.atomic import write_text_atomic
 from emotion.core.paths import Artifacts, work_dir
+from emotion.media.faces import DETECTORS
 from emotion.serve import predict
 from emotion.stages import (
     evaluate,
@@ -144,7 +145,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", required=True, help="folder of labelled speech clips")
     p.add_argument("--work", default="results/real", help="where every output goes")
     p.add_argument("--size", type=int, default=112, help="face crop side in pixels")
-    p.add_argument("--detector", default="haar", choices=("haar", "mtcnn"))
+    p.add_argument("--detector", default="blazeface", choices=DETECTORS)
     p.add_argument("--class_map", default="seed", help="for numeric class folders")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--image_weights", default="none",
@@ -154,8 +155,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--net_size", type=int, default=64,
                    help="side the face backbone sees (the crops are resized to it)")
     p.add_argument("--face_init", default="auto", help="auto, imagenet, scratch or a PATH")
-    p.add_argument("--audio_epochs", type=int, default=40)
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--folds", type=int, default=4,
+                   help="speaker folds for the out-of-fold audio embeddings")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -198,8 +199,7 @@ def _model_stages(args, a: Artifacts, seed: list[str]) -> list[Stage]:
               ["--image_h5", str(a.preprocessed_images), "--audio_h5", str(a.preprocessed_audio),
                "--out_image_h5", str(a.embeddings_images),
                "--out_audio_h5", str(a.embeddings_audio), "--embedder_out", str(a.embedder),
-               "--image_weights", weights, "--audio_epochs", str(args.audio_epochs),
-               "--folds", str(args.folds), *seed],
+               "--image_weights", weights, "--folds", str(args.folds), *seed],
               [a.preprocessed_images, a.preprocessed_audio, *weights_inputs],
               [a.embeddings_images, a.embeddings_audio, a.embedder]),
         Stage("make_paired_h5_filtered.py", pair.main,

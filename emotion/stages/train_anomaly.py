@@ -62,7 +62,8 @@ def train_detector(train_h5: str | Path, test_h5: str | Path, embedder: str | Pa
         fit_detectors(tr.image, tr.audio, n_estimators=n_estimators,
                       contamination=contamination, seed=seed),
         n_estimators=n_estimators, contamination=contamination, embedder_id=emb.embedder_id,
-        config=config, trained_on={"train_h5": str(train_h5), "n_train": len(tr.labels)}))
+        embedder_settings=emb.settings(), config=config,
+        trained_on={"train_h5": str(train_h5), "n_train": len(tr.labels)}))
     probes = make_probes(emb, te, n=n_probes, seed=seed)
     metrics, scores = score_probes(det, tr, te, probes, seed=seed)
     log_table(metrics)

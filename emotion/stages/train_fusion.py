@@ -106,10 +106,11 @@ def fit(train: Paired, val: Paired, cfg: FitConfig = FitConfig(), *,
         bar.set_postfix(loss=f"{loss:.3f}", val=f"{score:.3f}",
                         best=f"{max(score, stopper.best):.3f}")
         if stopper.update(score):
-            best = fusion.to_checkpoint(model, embedder_id=train.embedder_id,
-                                 metrics={"val": val_metrics, "selection_score": score,
-                                          "selection": "mean val macro-F1 over conditions"},
-                                 epoch=epoch, train_args=train_args or {})
+            best = fusion.to_checkpoint(
+                model, embedder_id=train.embedder_id, embedder_settings=train.embedder_settings,
+                metrics={"val": val_metrics, "selection_score": score,
+                         "selection": "mean val macro-F1 over conditions"},
+                epoch=epoch, train_args=train_args or {})
         elif stopper.should_stop(epoch):
             log.info("early stop after epoch %d: no better validation score in %d epochs",
                      epoch, cfg.patience)

@@ -1,0 +1,102 @@
+"""Is anyone speaking? silero-vad's model, run by onnxruntime, level-independent.
+
+silero-vad (MIT) ships its models inside its wheel; the "sequence" ONNX export
+runs a whole window in one call and gives, bit for bit, the per-32-ms speech
+probabilities of its streaming model. The file is found without importing the
+package (whose import pins torch to one thread) and run here with numpy and
+onnxruntime. Training (preprocessing_audio.py, the voice branch's windows) and
+serving gate audio with this same detector.
+
+A window holds speech when at least MIN_SPEECH_SECONDS of its 32-ms frames have
+a speech probability of at least THRESHOLD. Measured on RAVDESS speech against
+silence, hum and noise (README, "The speech gate"); unlike the energy gate it
+replaces, it hears quiet speakers and does not take loud noise for a voice.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from emotion.core.errors import ArtifactError
+
+PACKAGE = "silero_vad"
+MODEL = "silero_vad_16k_sequence.onnx"
+SAMPLE_RATE = 16_000
+FRAME = 512               # samples per probability (32 ms)
+CONTEXT = 64              # samples of the previous frame each frame sees
+MAX_FRAMES = 512          # frames per ONNX call (16 s)
+THRESHOLD = 0.5
+MIN_SPEECH_SECONDS = 0.25
+
+
+def model_file() -> Path:
+    spec = importlib.util.find_spec(PACKAGE)
+    hint = "pip install silero-vad==6.2.3 onnxruntime (the model ships in the wheel)"
+    if spec is None or not spec.submodule_search_locations:
+        raise ArtifactError(f"the speech gate needs silero-vad's model: {hint}")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / MODEL
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing; reinstall: {hint}")
+    return path
+
+
+def frame_blocks(audio: np.ndarray):
+    """Blocks (frames, CONTEXT + FRAME): each frame with the previous frame's last
+    CONTEXT samples before it (zeros for the first); the last frame zero-padded."""
+    n = (audio.size + FRAME - 1) // FRAME
+    previous = np.zeros(CONTEXT, np.float32)
+    for first in range(0, n, MAX_FRAMES):
+        k = min(MAX_FRAMES, n - first)
+        frames = np.zeros((k, FRAME), np.float32)
+        chunk = audio[first * FRAME:(first + k) * FRAME]
+        frames.reshape(-1)[:chunk.size] = chunk
+        contexts = np.empty((k, CONTEXT), np.float32)
+        contexts[0] = previous
+        contexts[1:] = frames[:-1, -CONTEXT:]
+        previous = frames[-1, -CONTEXT:].copy()
+        yield np.concatenate([contexts, frames], axis=1)
+
+
+class SpeechDetector:
+    """Per-frame speech probabilities of 16 kHz mono audio; thread-safe."""
+
+    def __init__(self, *, threshold: float = THRESHOLD,
+                 min_speech_seconds: float = MIN_SPEECH_SECONDS):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.inter_op_num_threads = 1
+        options.intra_op_num_threads = 1
+        self._session = ort.InferenceSession(str(model_file()), sess_options=options,
+                                             providers=["CPUExecutionProvider"])
+        self._lock = threading.Lock()
+        self.threshold, self.min_speech_seconds = threshold, min_speech_seconds
+
+    def settings(self) -> dict:
+        return {"kind": "silero-vad-6.2.3", "threshold": self.threshold,
+                "min_speech_seconds": self.min_speech_seconds, "sample_rate": SAMPLE_RATE}
+
+    def probabilities(self, audio: np.ndarray) -> np.ndarray:
+        audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
+        h = np.zeros((1, 1, 128), np.float32)
+        c = np.zeros((1, 1, 128), np.float32)
+        out = []
+        with self._lock:
+            for block in frame_blocks(audio):
+                p, h, c = self._session.run(["speech_probs", "hn", "cn"],
+                                            {"input": block, "h": h, "c": c})
+                out.append(np.asarray(p, np.float32).reshape(-1))
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def speech_seconds(self, audio: np.ndarray) -> float:
+        """Seconds of frames that hold speech."""
+        return float((self.probabilities(audio) >= self.threshold).sum()) * FRAME / SAMPLE_RATE
+
+    def has_speech(self, audio: np.ndarray | None) -> bool:
+        if audio is None or audio.size < FRAME // 4:
+            return False
+        return self.speech_seconds(audio) >= self.min_speech_seconds
