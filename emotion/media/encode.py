@@ -9,8 +9,9 @@ import numpy as np
 
 
 def write_video(path: str | Path, segments, *, fps: int, sr: int = 16_000,
-                audio: bool = True) -> Path:
-    """Encode an mp4 (h264 + aac) from segments (frame_at, seconds, waveform or None).
+                audio: bool = True, audio_codec: str = "aac") -> Path:
+    """Encode a video (h264 + aac; pcm_s16le in an .mkv for lossless sound) from
+    segments (frame_at, seconds, waveform or None).
 
     frame_at(i) gives the segment's i-th RGB frame (all frames one size, even
     sides); the waveform (mono float32 at `sr`) is padded or cut to the segment.
@@ -32,7 +33,7 @@ def write_video(path: str | Path, segments, *, fps: int, sr: int = 16_000,
                     vs.pix_fmt = "yuv420p"
                     vs.options = {"preset": "ultrafast"}
                     if audio:
-                        as_ = out.add_stream("aac", rate=sr, layout="mono")
+                        as_ = out.add_stream(audio_codec, rate=sr, layout="mono")
                 for packet in vs.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                     out.mux(packet)
             if as_ is not None:

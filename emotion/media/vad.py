@@ -31,6 +31,17 @@ CONTEXT = 64              # samples of the previous frame each frame sees
 MAX_FRAMES = 512          # frames per ONNX call (16 s)
 THRESHOLD = 0.5
 MIN_SPEECH_SECONDS = 0.25
+PEAK = 0.5                # -6 dBFS: the level every window is brought to
+SILENCE_PEAK = 1e-4       # -80 dBFS: below, no signal
+
+
+def level(audio: np.ndarray) -> np.ndarray:
+    """The audio scaled to a -6 dBFS peak, so the detector judges what is said, not how
+    loud (below -80 dBFS it is left as it is: no signal at all)."""
+    peak = float(np.max(np.abs(audio), initial=0.0))
+    if peak < SILENCE_PEAK:
+        return audio
+    return (audio * np.float32(PEAK / peak)).astype(np.float32, copy=False)
 
 
 def model_file() -> Path:

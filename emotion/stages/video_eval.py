@@ -8,10 +8,12 @@ No labelled talking-face video is at hand, so this composes some: each video is
 a run of one-window segments (3 s), each showing one face of an emotion while a
 clip of the same emotion plays. Faces come from a folder of {emotion}/*.jpg (the
 FER test split), clips from the test speakers of preprocessed_audio.h5, so
-neither was trained on. Three framings, as cameras show faces:
+neither was trained on. Per framing, timelines of six emotions (a new face each)
+and short one-person videos (one face, one emotion, 6 s). Three framings, as
+cameras show faces:
 
   closeup   the face fills a 640x480 frame (forehead and chin cut, a webcam close-up)
-  small     a 100-130 px face somewhere in a 1280x720 frame
+  small     a 100-120 px face somewhere in a 640x360 frame
   upscaled  the 48 px crop upscaled to 192 px in a 640x360 frame
 
 Every video goes through the same analysis as predict.py (emotion.serve.analyzer).
@@ -69,14 +71,14 @@ def frame_closeup(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def frame_small(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A 100-130 px face at a random place in a 1280x720 frame with a soft background."""
-    h, w = 720, 1280
+    """A 100-120 px face at a random place in a 640x360 frame with a soft background."""
+    h, w = 360, 640
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     a, b = rng.integers(40, 220, 3), rng.integers(40, 220, 3)
     ramp = (xx * rng.uniform(-1, 1) + yy * rng.uniform(-1, 1))
     ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1.0)
     frame = (a * (1 - ramp[..., None]) + b * ramp[..., None]).astype(np.uint8)
-    side = int(rng.integers(100, 131))
+    side = int(rng.integers(100, 121))
     small = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
     y0, x0 = int(rng.integers(20, h - side - 20)), int(rng.integers(20, w - side - 20))
     frame[y0:y0 + side, x0:x0 + side] = small
@@ -143,10 +145,33 @@ def segment_audio(path: str, seconds: float) -> np.ndarray:
     return np.pad(y, (left, n - len(y) - left))
 
 
+def _video(out: Path, name: str, framing: str, emotions: list[str], faces, clips,
+           rng: np.random.Generator, seconds: float, *, one_face: bool) -> dict:
+    """One composed video: a segment per emotion; one face throughout when `one_face`
+    (a single person: then the emotions are all the same), else a new face each."""
+    parts, labels, face_path = [], [], None
+    for k, e in enumerate(emotions):
+        if face_path is None or not one_face:
+            face_path = faces[e][int(rng.integers(len(faces[e])))]
+            frame = FRAMERS[framing](load_image(face_path), rng)
+        clip_path = clips[e][int(rng.integers(len(clips[e])))]
+        parts.append(((lambda i, fr=frame: fr), seconds, segment_audio(clip_path, seconds)))
+        labels.append({"start": k * seconds, "end": (k + 1) * seconds, "emotion": e,
+                       "face": str(face_path), "clip": str(clip_path)})
+    write_video(out / name, parts, fps=FPS, sr=SAMPLE_RATE)
+    return {"video": name, "framing": framing, "segments": labels,
+            "duration": len(emotions) * seconds, "one_face": one_face}
+
+
 def compose(out_dir: str | Path, faces: dict[str, list[Path]], clips: dict[str, list[str]], *,
-            framings=FRAMINGS, videos: int = 6, segments: int = 6, seconds: float = 3.0,
-            seed: int = 0) -> list[dict]:
-    """Write the videos and labels.json; returns the manifest (one entry per video)."""
+            framings=FRAMINGS, videos: int = 6, segments: int = 6, singles: int = 12,
+            seconds: float = 3.0, seed: int = 0) -> list[dict]:
+    """Write the videos and labels.json; returns the manifest (one entry per video).
+
+    Per framing: `videos` timelines of `segments` emotions, a new face each, and
+    `singles` short videos of one person (one face, one emotion, two segments), as a
+    webcam recording of one speaker is.
+    """
     out_dir = Path(out_dir)
     manifest = []
     for f_i, framing in enumerate(framings):
@@ -154,20 +179,15 @@ def compose(out_dir: str | Path, faces: dict[str, list[Path]], clips: dict[str, 
             rng = np.random.default_rng([seed, f_i, v])
             emotions = [EMOTIONS[i] for i in rng.permutation(np.resize(
                 np.arange(len(EMOTIONS)), segments))]
-            parts, labels = [], []
-            for k, e in enumerate(emotions):
-                face_path = faces[e][int(rng.integers(len(faces[e])))]
-                clip_path = clips[e][int(rng.integers(len(clips[e])))]
-                frame = FRAMERS[framing](load_image(face_path), rng)
-                parts.append(((lambda i, fr=frame: fr), seconds, segment_audio(clip_path,
-                                                                                seconds)))
-                labels.append({"start": k * seconds, "end": (k + 1) * seconds, "emotion": e,
-                               "face": str(face_path), "clip": str(clip_path)})
-            name = f"{framing}_{v:02d}.mp4"
-            write_video(out_dir / name, parts, fps=FPS, sr=SAMPLE_RATE)
-            manifest.append({"video": name, "framing": framing, "segments": labels,
-                             "duration": segments * seconds})
-            log.info("composed %s: %s", name, " ".join(emotions))
+            manifest.append(_video(out_dir, f"{framing}_{v:02d}.mp4", framing, emotions,
+                                   faces, clips, rng, seconds, one_face=False))
+            log.info("composed %s: %s", manifest[-1]["video"], " ".join(emotions))
+        for v in range(singles):
+            rng = np.random.default_rng([seed, f_i, 1000 + v])
+            e = EMOTIONS[v % len(EMOTIONS)]
+            manifest.append(_video(out_dir, f"{framing}_one_{v:02d}.mp4", framing, [e, e],
+                                   faces, clips, rng, seconds, one_face=True))
+        log.info("composed %d one-person %s videos", singles, framing)
     write_json(out_dir / "labels.json", manifest)
     return manifest
 
@@ -268,6 +288,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results/video_eval")
     p.add_argument("--videos", type=int, default=6, help="videos per framing")
     p.add_argument("--segments", type=int, default=6, help="segments (3 s each) per video")
+    p.add_argument("--singles", type=int, default=12,
+                   help="one-person videos (one face, one emotion, 6 s) per framing")
     p.add_argument("--framings", default=",".join(FRAMINGS))
     p.add_argument("--results", default=None,
                    help="score these predictions ({video}.json) instead of analysing")
@@ -295,7 +317,7 @@ def run(args: argparse.Namespace) -> dict:
             raise EmotionError(f"--framings {unknown}: choose among {', '.join(FRAMINGS)}")
         manifest = compose(videos_dir, face_files(args.faces), test_clips(args.audio_h5),
                            framings=framings, videos=args.videos, segments=args.segments,
-                           seed=args.seed)
+                           singles=args.singles, seed=args.seed)
     if args.results:
         results = read_results(manifest, Path(args.results))
     else:

@@ -1,0 +1,69 @@
+"""The speech gate: speech is heard whatever its level; silence, hum and noise are not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emotion.media import vad
+from emotion.media.vad import SpeechDetector
+from emotion.stages.probes import pink_noise, room_tone, white_noise
+from emotion.stages.sample_data import speech_like
+
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def gate() -> SpeechDetector:
+    return SpeechDetector()
+
+
+@pytest.mark.parametrize("peak_dbfs", [-6, -30, -40, -50])
+def test_speech_is_heard_at_any_level(gate, peak_dbfs):
+    """A quiet speaker is no less a speaker: the old energy gate (-45 dBFS frames)
+    refused sentences peaking below about -40 dBFS."""
+    rng = np.random.default_rng(3)
+    for emotion in ("sad", "neutral", "angry"):
+        y = speech_like(emotion, duration=2.5, rng=rng)
+        y = y * np.float32(10 ** (peak_dbfs / 20) / np.abs(y).max())
+        assert gate.has_speech(y), (emotion, peak_dbfs)
+
+
+@pytest.mark.parametrize("make", [white_noise, pink_noise, room_tone])
+def test_noise_and_room_tone_are_not_speech(gate, make):
+    y = make(3 * SR, SR, np.random.default_rng(0))
+    assert not gate.has_speech(y)
+    assert not gate.has_speech(y / np.abs(y).max())  # not even at full scale
+
+
+def test_silence_and_hum_are_not_speech(gate):
+    t = np.arange(3 * SR) / SR
+    assert not gate.has_speech(np.zeros(3 * SR, np.float32))
+    for hz in (50, 60, 120):
+        assert not gate.has_speech((0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32))
+    assert not gate.has_speech(np.zeros(10, np.float32)) and not gate.has_speech(None)
+
+
+def test_speech_seconds_follow_the_speech(gate):
+    speech = speech_like("happy", duration=1.5, rng=np.random.default_rng(1))
+    y = np.concatenate([np.zeros(SR, np.float32), speech, np.zeros(2 * SR, np.float32)])
+    assert 1.0 < gate.speech_seconds(y) < 2.2
+
+
+def test_the_runner_gives_silero_vads_own_probabilities(gate):
+    """The project runs silero-vad's sequence model itself (numpy + onnxruntime); it must
+    give the package's own numbers (the package's import pins torch to one thread)."""
+    threads = torch.get_num_threads()
+    try:
+        from importlib import resources
+
+        from silero_vad.sequence_vad import SileroVADSequence
+
+        ref = SileroVADSequence(str(resources.files("silero_vad.data").joinpath(vad.MODEL)))
+    finally:
+        torch.set_num_threads(threads)
+    y = np.concatenate([speech_like("fear", duration=2.0, rng=np.random.default_rng(2)),
+                        np.zeros(40_000, np.float32)])  # longer than one block of frames
+    np.testing.assert_allclose(gate.probabilities(y), ref.audio_forward(y, max_frames=64),
+                               atol=1e-6)
