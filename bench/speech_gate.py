@@ -25,7 +25,7 @@ import numpy as np
 from emotion.core import cli
 from emotion.core.atomic import write_json
 from emotion.media.audio import AudioParams, load_audio, resample, split_windows
-from emotion.media.vad import SpeechDetector, level
+from emotion.media.vad import SpeechDetector
 from emotion.stages.preprocess_audio import scan_clips
 from emotion.stages.probes import pink_noise, room_tone, white_noise
 
