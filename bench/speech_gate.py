@@ -25,7 +25,7 @@ import numpy as np
 from emotion.core import cli
 from emotion.core.atomic import write_json
 from emotion.media.audio import AudioParams, load_audio, resample, split_windows
-from emotion.media.vad import SpeechDetector
+from emotion.media.vad import SpeechDetector, level
 from emotion.stages.preprocess_audio import scan_clips
 from emotion.stages.probes import pink_noise, room_tone, white_noise
 
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--audio", required=True)
     p.add_argument("--out", default="results/speech_gate", type=Path)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", default="", help="measure only the gates whose name holds this")
     args = p.parse_args(argv)
     cli.setup_logging()
     rng, params = np.random.default_rng(args.seed), AudioParams()
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     for thr in (0.3, 0.5):
         gates[f"silero {thr} / 0.25 s, level-normalised"] = (
             lambda y, thr=thr: vad_seconds(loud(y), thr) >= 0.25)
+    gates = {name: gate for name, gate in gates.items() if args.only in name}
     levels = {f"{db} dB": np.float32(10 ** (db / 20)) for db in (0, -10, -20, -30)}
     clip_windows = {name: [[w * g for w in split_windows(y, SR, 3.0)] for y, _ in clips]
                     for name, g in levels.items()}
@@ -121,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     report = {}
     for gate_name, gate in gates.items():
         row = {}
-        for level, per_clip in clip_windows.items():
+        for db, per_clip in clip_windows.items():
             refused = [not any(gate(w) for w in ws) for ws in per_clip]
             by_emotion = {}
             for (_, label), r in zip(clips, refused, strict=True):
                 by_emotion.setdefault(label, []).append(r)
-            row[f"clips refused at {level}"] = float(np.mean(refused))
-            row[f"refused by emotion at {level}"] = {e: float(np.mean(v))
+            row[f"clips refused at {db}"] = float(np.mean(refused))
+            row[f"refused by emotion at {db}"] = {e: float(np.mean(v))
                                                      for e, v in sorted(by_emotion.items())}
         passed = np.array([gate(w) for w in m_windows])
         truth = np.array(m_truth)

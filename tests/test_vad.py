@@ -30,6 +30,18 @@ def test_speech_is_heard_at_any_level(gate, peak_dbfs):
         assert gate.has_speech(y), (emotion, peak_dbfs)
 
 
+def test_the_gate_judges_what_is_said_not_how_loud(gate):
+    """Levelled first, a sentence 60 dB down is heard as at full scale; silero alone
+    would miss it (its probabilities fall with the level)."""
+    y = speech_like("sad", duration=2.5, rng=np.random.default_rng(4))
+    y = y * np.float32(0.5 / np.abs(y).max())
+    quiet = y * np.float32(1e-3)
+    assert gate.speech_seconds(quiet) == pytest.approx(gate.speech_seconds(y), abs=0.07)
+    unlevelled = SpeechDetector(level_normalised=False)
+    assert unlevelled.speech_seconds(quiet) < 0.5 * unlevelled.speech_seconds(y)
+    assert not unlevelled.has_speech(quiet) and gate.has_speech(quiet)
+
+
 @pytest.mark.parametrize("make", [white_noise, pink_noise, room_tone])
 def test_noise_and_room_tone_are_not_speech(gate, make):
     y = make(3 * SR, SR, np.random.default_rng(0))

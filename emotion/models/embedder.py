@@ -95,8 +95,10 @@ class Embedder:
         self.device = resolve_device(device)
         self.image_state = image_state
         self.voice_state, self.voice, self.audio_params = voice_state, voice, audio_params
-        self.speech_gate = dict(speech_gate or {"threshold": vad.THRESHOLD,
-                                                "min_speech_seconds": vad.MIN_SPEECH_SECONDS})
+        # a gate recorded before levelling existed did not level
+        self.speech_gate = {"level_normalised": False, **speech_gate} if speech_gate else {
+            "threshold": vad.THRESHOLD, "min_speech_seconds": vad.MIN_SPEECH_SECONDS,
+            "level_normalised": vad.LEVEL_NORMALISED}
         self.extra = extra or {}
         precision = image.precision
         if precision == "bf16" and self.device == "cpu" and not cpu_supports_bf16():
