@@ -103,6 +103,14 @@ def test_main_writes_metrics_plots_and_predictions(evaluated, trained, paired, c
                 assert got["accuracy"] == pytest.approx(ref[cond]["accuracy"])
                 assert got["macro_f1"] == pytest.approx(ref[cond]["macro_f1"])
                 assert np.sum(got["confusion_matrix"]) == len(labels)
+            # audio only, each clip once: pairs repeat clips, a clip's verdict is its own
+            clips = metrics[split]["audio_only_per_clip"]
+            paths = np.array(data.audio_paths)
+            assert clips["n"] == len(set(data.audio_paths)) < len(labels)
+            proba = npz[f"{split}_audio_only_proba"]
+            correct = {p: bool(ok) for p, ok in zip(paths, proba.argmax(1) == labels,
+                                                      strict=True)}
+            assert clips["accuracy"] == pytest.approx(np.mean(list(correct.values())))
 
 
 def _copy_paired(src, dst, *, embedder_id=None, empty=False, schema=None):

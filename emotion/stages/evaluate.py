@@ -5,7 +5,8 @@ Each split (val, test) is scored under each modality condition of
 service meets all three. Outputs, in ``save_dir``:
 
 metrics.json                 {split: {accuracy, macro_f1, per_class_f1 (the fused
-                             condition), by_condition: {condition: {...}}, n, ...}}
+                             condition), by_condition: {condition: {...}},
+                             audio_only_per_clip: {...} (each clip once), n, ...}}
 predictions.npz              {split}_{condition}_proba (N, 6) float32, {split}_labels,
                              {split}_image_paths, {split}_audio_paths, label_names,
                              conditions (plain arrays: np.load needs no pickle)
@@ -65,6 +66,14 @@ def split_metrics(labels: np.ndarray, proba: Mapping[str, np.ndarray],
             "n": int(len(labels)), "label_names": list(label_names)}
 
 
+def clip_metrics(labels: np.ndarray, proba: np.ndarray, audio_paths: Sequence[str],
+                 label_names: Sequence[str] = EMOTIONS) -> dict:
+    """Audio-only metrics counting each clip once: pairs repeat a clip with many faces,
+    so per pair a clip weighs as often as it was drawn."""
+    _, first = np.unique(np.asarray(audio_paths, dtype=str), return_index=True)
+    return classification_metrics(labels[first], proba[first].argmax(1), label_names)
+
+
 def report_text(labels: np.ndarray, proba: Mapping[str, np.ndarray], *, split: str,
                 label_names: Sequence[str] = EMOTIONS) -> str:
     """sklearn's classification report for every condition of one split."""
@@ -82,7 +91,10 @@ def format_table(metrics: Mapping[str, dict]) -> str:
     lines = [f"{'split':<6} {'condition':<11} {'n':>6} {'accuracy':>9} {'macro-F1':>9}  "
              "weakest class (F1)"]
     for split, m in metrics.items():
-        for cond, c in m["by_condition"].items():
+        rows = {**m["by_condition"], "audio/clip": m.get("audio_only_per_clip")}
+        for cond, c in rows.items():
+            if c is None:
+                continue
             weak = min(c["per_class_f1"], key=c["per_class_f1"].get)
             lines.append(f"{split:<6} {cond:<11} {c['n']:>6} {c['accuracy']:>9.3f} "
                          f"{c['macro_f1']:>9.3f}  {weak} ({c['per_class_f1'][weak]:.2f})")
@@ -239,6 +251,8 @@ def evaluate_checkpoint(model_path: str | Path, split_paths: Mapping[str, str | 
     metrics: dict[str, dict] = {}
     for split, (data, proba) in results.items():
         m = split_metrics(data.labels, proba, names)
+        m["audio_only_per_clip"] = clip_metrics(data.labels, proba["audio_only"],
+                                                data.audio_paths, names)
         m.update(embedder_id=data.embedder_id, model_epoch=ckpt.get("epoch"), path=str(data.path))
         metrics[split] = m
         write_text_atomic(report_text(data.labels, proba, split=split, label_names=names),
