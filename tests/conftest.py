@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,19 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def _until(condition, seconds: float = 30.0, what: str = "condition") -> None:
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, f"{what} not reached in {seconds:g} s"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def until():
+    """until(condition, seconds, what): poll; the bound only guards against a hang."""
+    return _until
 
 
 @pytest.fixture(scope="session")

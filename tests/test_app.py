@@ -11,6 +11,7 @@ import io
 import json
 import logging
 import os
+import re
 import stat
 import threading
 import time
@@ -242,6 +243,11 @@ def test_bad_settings_are_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("MAX_UPLOAD_MB", "10")
     with pytest.raises(EmotionError, match="MAX_CONCURRENT must be positive"):
         make_app(tmp_path, FakeAnalyzer(), MAX_CONCURRENT=0)
+    with pytest.raises(EmotionError, match="MAX_QUEUE must be 0 or more"):
+        make_app(tmp_path, FakeAnalyzer(), MAX_QUEUE=-1)
+    monkeypatch.setenv("MAX_WAIT", "0")
+    with pytest.raises(EmotionError, match="MAX_WAIT must be positive"):
+        make_app(tmp_path, FakeAnalyzer())
 
 
 # ----------------------------------------------------------------- requests refused
@@ -284,29 +290,90 @@ def test_other_http_errors_are_json(tmp_path):
                  "invalid_request", "meeting_id is required")
 
 
-def test_overload_is_answered_503_at_once(media, tmp_path):
+def in_thread(app, file: Path, out: dict, key: str, **kw) -> threading.Thread:
+    """POST `file` from a thread of its own; the response lands in out[key]."""
+    worker = threading.Thread(target=lambda: out.update({key: post(app.test_client(), file,
+                                                                     **kw)}))
+    worker.start()
+    return worker
+
+
+def test_a_full_queue_is_answered_503_at_once(media, tmp_path):
     gate = threading.Event()
     fake = FakeAnalyzer(gate=gate)
-    app = make_app(tmp_path, fake, MAX_CONCURRENT=1, RETRY_AFTER=7)
-    first: dict = {}
-    worker = threading.Thread(target=lambda: first.update(r=post(app.test_client(),
-                                                                  media["speech"])))
-    worker.start()
+    app = make_app(tmp_path, fake, MAX_CONCURRENT=1, MAX_QUEUE=0, RETRY_AFTER=7)
+    out: dict = {}
+    worker = in_thread(app, media["speech"], out, "first")
     try:
         assert fake.entered.wait(20)
         client = app.test_client()
-        started = time.perf_counter()
-        r = post(client, media["speech"])
-        assert time.perf_counter() - started < 2
-        assert_error(r, 503, "overloaded", "retry after 7 s")
+        r = post(client, media["speech"])  # would hang on the gate if it waited
+        assert_error(r, 503, "overloaded", "1 analyses in progress and 0 waiting")
+        assert r.get_json()["detail"].endswith("retry after 7 s")
         assert r.headers["Retry-After"] == "7"
         assert client.get("/health").status_code == 200
     finally:
         gate.set()
         worker.join(20)
-    assert first["r"].status_code == 200
+    assert out["first"].status_code == 200
     assert post(app.test_client(), media["speech"]).status_code == 200  # the slot came back
     assert leftovers(tmp_path) == []
+
+
+def test_a_busy_worker_queues_uploads_before_reading_them(media, tmp_path, until, api_schema,
+                                                          caplog):
+    gate = threading.Event()
+    fake = FakeAnalyzer(gate=gate)
+    app = make_app(tmp_path, fake, MAX_CONCURRENT=1, MAX_QUEUE=1, RETRY_AFTER=7,
+                   MAX_UPLOAD_MB=1)
+    admission = app.extensions["emotion"].admission
+    out: dict = {}
+    with caplog.at_level(logging.INFO, logger="emotion.serve.app"):
+        first = in_thread(app, media["speech"], out, "first")
+        try:
+            assert fake.entered.wait(20)
+            second = in_thread(app, media["talk"], out, "second", kind="video")
+            until(lambda: admission.load()["waiting"] == 1, what="a waiting request")
+            assert len(leftovers(tmp_path)) == 1  # the waiting upload is not received yet
+            client = app.test_client()
+            r = post(client, media["speech"])  # the queue is full: refused, not queued
+            assert_error(r, 503, "overloaded", "1 analyses in progress and 1 waiting")
+            assert r.headers["Retry-After"] == "7" and "MAX_QUEUE" in r.get_json()["detail"]
+            big = post(client, b"\0" * (2 << 20))  # too large: told so before any wait
+            assert_error(big, 413, "upload_too_large", "1 MB (MAX_UPLOAD_MB)")
+            assert client.get("/health").status_code == 200
+        finally:
+            gate.set()
+            first.join(20)
+            second.join(20)
+    assert [out[k].status_code for k in ("first", "second")] == [200, 200]
+    for k in ("first", "second"):
+        api_schema["/analyze"]["POST"].validate_response(out[k])
+    queued = out["second"].get_json()["queue_seconds"]
+    assert out["first"].get_json()["queue_seconds"] < queued and queued > 0
+    assert [c["kind"] for c in fake.calls] == ["audio", "video"]
+    lines = [rec.getMessage() for rec in caplog.records if "POST /analyze 200" in rec.getMessage()]
+    assert len(lines) == 2 and all(re.search(r" ms queue \d+\.\d{3} s$", m) for m in lines)
+    assert leftovers(tmp_path) == []
+
+
+def test_the_wait_for_a_slot_is_bounded_by_max_wait(media, tmp_path):
+    gate = threading.Event()
+    fake = FakeAnalyzer(gate=gate)
+    app = make_app(tmp_path, fake, MAX_CONCURRENT=1, MAX_QUEUE=4, MAX_WAIT=0.2)
+    out: dict = {}
+    worker = in_thread(app, media["speech"], out, "first")
+    try:
+        assert fake.entered.wait(20)
+        r = post(app.test_client(), media["speech"])
+        assert_error(r, 503, "overloaded", "no analysis slot of this worker freed within 0.2 s")
+        assert "MAX_WAIT" in r.get_json()["detail"] and r.headers["Retry-After"] == "5"
+    finally:
+        gate.set()
+        worker.join(20)
+    assert out["first"].status_code == 200
+    assert post(app.test_client(), media["speech"]).status_code == 200
+    assert app.extensions["emotion"].admission.load() == {"active": 0, "waiting": 0}
 
 
 def test_upload_is_a_private_temporary_file_removed_even_on_failure(media, tmp_path, caplog):
@@ -461,6 +528,23 @@ def test_a_slow_or_absent_backend_does_not_hold_the_client(media, tmp_path, back
     fwd = r.get_json()["forwarded"]
     assert r.status_code == 200 and fwd["ok"] is False and fwd["attempts"] == 2
     assert fwd["error"] == "ConnectionError" and "127.0.0.1" not in r.get_data(as_text=True)
+
+
+def test_a_hanging_backend_holds_a_slot_only_until_its_deadline(media, tmp_path, backend):
+    """The slot is held while forwarding, never past BACKEND_DEADLINE: the second upload
+    gets the slot within MAX_WAIT although the backend would answer only after 5 s."""
+    server = backend(status=200, delay=5.0)
+    app = make_app(tmp_path, FakeAnalyzer(), BACKEND_URL=server.url, BACKEND_TIMEOUT=0.3,
+                   BACKEND_RETRIES=0, BACKEND_DEADLINE=0.5, MAX_CONCURRENT=1, MAX_QUEUE=1,
+                   MAX_WAIT=3)
+    out: dict = {}
+    workers = [in_thread(app, media["speech"], out, k) for k in ("a", "b")]
+    for w in workers:
+        w.join(30)
+    bodies = [out[k].get_json() for k in ("a", "b")]
+    assert [out[k].status_code for k in ("a", "b")] == [200, 200], bodies
+    assert all(b["forwarded"]["ok"] is False for b in bodies)
+    assert max(b["queue_seconds"] for b in bodies) < 3
 
 
 # ----------------------------------------------------------------- the API's document
