@@ -19,7 +19,6 @@ upload files left behind, and whether the log holds a traceback.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -34,7 +33,7 @@ import requests
 from emotion.serve.localserver import LocalServer, artifacts_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_service import make_media  # noqa: E402 - the same media as bench_service.py
+from bench_service import make_media, service_parser  # noqa: E402 - the same media, options
 
 
 def malformed(valid: dict[str, tuple[str, bytes]], seed: int = 0) -> list[tuple[str, bytes]]:
@@ -141,11 +140,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--artifacts", default="results/demo", type=Path,
-                   help="folder with saved_models/ and anomaly/ (what `make demo` writes)")
-    p.add_argument("--workers", type=int, default=2)
+    p = service_parser(__doc__)
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
     p.add_argument("--per_client", type=int, default=6, help="uploads each client sends")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",

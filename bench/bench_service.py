@@ -68,12 +68,18 @@ def run(url: str, kind: str, content: bytes, n: int, concurrency: int) -> dict:
             "p95_s": round(float(np.percentile(lat, 95)), 3)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
+def service_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of the service benchmarks: --artifacts, --workers."""
+    p = argparse.ArgumentParser(description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--artifacts", default="results/demo", type=Path,
                    help="folder with saved_models/ and anomaly/ (what `make demo` writes)")
     p.add_argument("--workers", type=int, default=2)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = service_parser(__doc__)
     p.add_argument("--requests", type=int, default=20, help="per media and concurrency")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     p.add_argument("--out", type=Path, help="also write the figures as JSON here")

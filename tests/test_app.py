@@ -7,6 +7,7 @@ where a test needs an analysis to block, fail or finish at once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -298,23 +299,33 @@ def in_thread(app, file: Path, out: dict, key: str, **kw) -> threading.Thread:
     return worker
 
 
-def test_a_full_queue_is_answered_503_at_once(media, tmp_path):
+@contextlib.contextmanager
+def one_upload_in_analysis(tmp_path: Path, media, **settings):
+    """An app with one slot (MAX_CONCURRENT=1) whose first upload is held in its
+    analysis until the block ends: yields (app, fake analyzer, answers, threads);
+    answers["first"] is that upload's, the threads are joined at the end."""
     gate = threading.Event()
     fake = FakeAnalyzer(gate=gate)
-    app = make_app(tmp_path, fake, MAX_CONCURRENT=1, MAX_QUEUE=0, RETRY_AFTER=7)
+    app = make_app(tmp_path, fake, MAX_CONCURRENT=1, **settings)
     out: dict = {}
-    worker = in_thread(app, media["speech"], out, "first")
+    threads = [in_thread(app, media["speech"], out, "first")]
     try:
         assert fake.entered.wait(20)
+        yield app, fake, out, threads
+    finally:
+        gate.set()
+        for t in threads:
+            t.join(20)
+
+
+def test_a_full_queue_is_answered_503_at_once(media, tmp_path):
+    with one_upload_in_analysis(tmp_path, media, MAX_QUEUE=0, RETRY_AFTER=7) as (app, _, out, _):
         client = app.test_client()
         r = post(client, media["speech"])  # would hang on the gate if it waited
-        assert_error(r, 503, "overloaded", "1 analyses in progress and 0 waiting")
+        assert_error(r, 503, "overloaded", "uploads in progress: 1, waiting: 0;")
         assert r.get_json()["detail"].endswith("retry after 7 s")
         assert r.headers["Retry-After"] == "7"
         assert client.get("/health").status_code == 200
-    finally:
-        gate.set()
-        worker.join(20)
     assert out["first"].status_code == 200
     assert post(app.test_client(), media["speech"]).status_code == 200  # the slot came back
     assert leftovers(tmp_path) == []
@@ -322,30 +333,20 @@ def test_a_full_queue_is_answered_503_at_once(media, tmp_path):
 
 def test_a_busy_worker_queues_uploads_before_reading_them(media, tmp_path, until, api_schema,
                                                           caplog):
-    gate = threading.Event()
-    fake = FakeAnalyzer(gate=gate)
-    app = make_app(tmp_path, fake, MAX_CONCURRENT=1, MAX_QUEUE=1, RETRY_AFTER=7,
-                   MAX_UPLOAD_MB=1)
-    admission = app.extensions["emotion"].admission
-    out: dict = {}
-    with caplog.at_level(logging.INFO, logger="emotion.serve.app"):
-        first = in_thread(app, media["speech"], out, "first")
-        try:
-            assert fake.entered.wait(20)
-            second = in_thread(app, media["talk"], out, "second", kind="video")
-            until(lambda: admission.load()["waiting"] == 1, what="a waiting request")
-            assert len(leftovers(tmp_path)) == 1  # the waiting upload is not received yet
-            client = app.test_client()
-            r = post(client, media["speech"])  # the queue is full: refused, not queued
-            assert_error(r, 503, "overloaded", "1 analyses in progress and 1 waiting")
-            assert r.headers["Retry-After"] == "7" and "MAX_QUEUE" in r.get_json()["detail"]
-            big = post(client, b"\0" * (2 << 20))  # too large: told so before any wait
-            assert_error(big, 413, "upload_too_large", "1 MB (MAX_UPLOAD_MB)")
-            assert client.get("/health").status_code == 200
-        finally:
-            gate.set()
-            first.join(20)
-            second.join(20)
+    caplog.set_level(logging.INFO, logger="emotion.serve.app")
+    with one_upload_in_analysis(tmp_path, media, MAX_QUEUE=1, RETRY_AFTER=7,
+                                MAX_UPLOAD_MB=1) as (app, fake, out, threads):
+        threads.append(in_thread(app, media["talk"], out, "second", kind="video"))
+        until(lambda: app.extensions["emotion"].admission.load()["waiting"] == 1,
+              what="a waiting request")
+        assert len(leftovers(tmp_path)) == 1  # the waiting upload is not received yet
+        client = app.test_client()
+        r = post(client, media["speech"])  # the queue is full: refused, not queued
+        assert_error(r, 503, "overloaded", "uploads in progress: 1, waiting: 1;")
+        assert r.headers["Retry-After"] == "7" and "MAX_QUEUE" in r.get_json()["detail"]
+        big = post(client, b"\0" * (2 << 20))  # too large: told so before any wait
+        assert_error(big, 413, "upload_too_large", "1 MB (MAX_UPLOAD_MB)")
+        assert client.get("/health").status_code == 200
     assert [out[k].status_code for k in ("first", "second")] == [200, 200]
     for k in ("first", "second"):
         api_schema["/analyze"]["POST"].validate_response(out[k])
@@ -358,19 +359,10 @@ def test_a_busy_worker_queues_uploads_before_reading_them(media, tmp_path, until
 
 
 def test_the_wait_for_a_slot_is_bounded_by_max_wait(media, tmp_path):
-    gate = threading.Event()
-    fake = FakeAnalyzer(gate=gate)
-    app = make_app(tmp_path, fake, MAX_CONCURRENT=1, MAX_QUEUE=4, MAX_WAIT=0.2)
-    out: dict = {}
-    worker = in_thread(app, media["speech"], out, "first")
-    try:
-        assert fake.entered.wait(20)
+    with one_upload_in_analysis(tmp_path, media, MAX_QUEUE=4, MAX_WAIT=0.2) as (app, _, out, _):
         r = post(app.test_client(), media["speech"])
         assert_error(r, 503, "overloaded", "no analysis slot of this worker freed within 0.2 s")
         assert "MAX_WAIT" in r.get_json()["detail"] and r.headers["Retry-After"] == "5"
-    finally:
-        gate.set()
-        worker.join(20)
     assert out["first"].status_code == 200
     assert post(app.test_client(), media["speech"]).status_code == 200
     assert app.extensions["emotion"].admission.load() == {"active": 0, "waiting": 0}

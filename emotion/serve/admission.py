@@ -40,8 +40,8 @@ class Admission:
                 self._active += 1
                 return 0.0
             if len(self._waiters) >= self.queue:
-                raise Refused(f"this worker already has {self._active} analyses in progress "
-                              f"and {len(self._waiters)} waiting (MAX_CONCURRENT, MAX_QUEUE)")
+                raise Refused(f"this worker is busy (uploads in progress: {self._active}, "
+                              f"waiting: {len(self._waiters)}; MAX_CONCURRENT, MAX_QUEUE)")
             turn = threading.Event()
             self._waiters.append(turn)
         if not turn.wait(self.max_wait):

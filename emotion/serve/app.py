@@ -54,7 +54,12 @@ from emotion.serve.analyzer import (
 )
 from emotion.serve.forwarder import Forwarder
 from emotion.serve.settings import SETTINGS, load_settings
-from emotion.serve.uploads import UploadRequest, discard_unread_body, private_upload_dir
+from emotion.serve.uploads import (
+    DRAIN_FACTOR,
+    UploadRequest,
+    discard_unread_body,
+    private_upload_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +177,8 @@ def _register_request_log(app: Flask) -> None:
                  response.status_code, ms, queued)
         if request.content_length or request.headers.get("Transfer-Encoding"):
             # after the answer is sent: what a refusal left unread (nothing otherwise)
-            response.call_on_close(partial(discard_unread_body, request.environ,
-                                           4 * current_app.config["MAX_CONTENT_LENGTH"]))
+            most = DRAIN_FACTOR * current_app.config["MAX_CONTENT_LENGTH"]
+            response.call_on_close(partial(discard_unread_body, request.environ, most))
         return response
 
     @app.teardown_request

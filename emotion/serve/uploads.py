@@ -73,6 +73,7 @@ def _alive(pid: int) -> bool:
 
 
 DRAIN_SECONDS = 5.0   # at most this long reading and dropping a refused body
+DRAIN_FACTOR = 4      # and at most this many times MAX_UPLOAD_MB
 
 
 def discard_unread_body(environ: dict, max_bytes: int, seconds: float = DRAIN_SECONDS) -> int:
