@@ -1,9 +1,13 @@
-"""Admission (emotion/serve/admission.py) and the drain of refused bodies (uploads.py)."""
+"""Admission (emotion/serve/admission.py), the drain of refused bodies (uploads.py) and the
+threads gunicorn.conf.py gives a worker for them."""
 
 from __future__ import annotations
 
 import io
+import runpy
 import threading
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -73,3 +77,22 @@ def test_a_refused_body_is_read_and_dropped_within_bounds():
     assert discard_unread_body(environ, max_bytes=10**9) == 0  # nothing left
     # a server that does not end the stream itself: reading could wait for the next request
     assert discard_unread_body({"wsgi.input": io.BytesIO(b"x" * 10)}, 10**9) == 0
+
+
+def test_gunicorn_threads_hold_the_slots_the_queue_and_one_more(monkeypatch):
+    conf = Path(__file__).resolve().parents[1] / "gunicorn.conf.py"
+    monkeypatch.delenv("GUNICORN_THREADS", raising=False)
+    monkeypatch.setenv("MAX_CONCURRENT", "3")
+    monkeypatch.setenv("MAX_QUEUE", "4")
+    assert runpy.run_path(str(conf))["threads"] == 8
+    monkeypatch.setenv("GUNICORN_THREADS", "4")
+    settings = runpy.run_path(str(conf))
+    assert settings["threads"] == 4
+    warnings: list[str] = []
+    server = SimpleNamespace(cfg=SimpleNamespace(threads=4),
+                             log=SimpleNamespace(warning=lambda m, *a: warnings.append(m % a)))
+    settings["on_starting"](server)
+    assert len(warnings) == 1 and "fewer than MAX_CONCURRENT + MAX_QUEUE + 1 = 8" in warnings[0]
+    server.cfg.threads = 8
+    settings["on_starting"](server)
+    assert len(warnings) == 1
