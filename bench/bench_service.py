@@ -16,10 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
+from emotion.serve.localserver import LocalServer, artifacts_env
 
 
 def make_media(folder: Path) -> dict[str, tuple[str, bytes]]:
@@ -42,24 +38,6 @@ def make_media(folder: Path) -> dict[str, tuple[str, bytes]]:
                frame_size=(640, 360), seed=3)
     return {"audio 5 s": ("audio", (folder / "speech.wav").read_bytes()),
             "video 10 s": ("video", (folder / "talk.mp4").read_bytes())}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def workers_of(master: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == master:
-                    out.append(int(d.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return sorted(out)
 
 
 def memory_mb(pid: int) -> dict[str, float]:
@@ -90,45 +68,33 @@ def run(url: str, kind: str, content: bytes, n: int, concurrency: int) -> dict:
             "p95_s": round(float(np.percentile(lat, 95)), 3)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
+def service_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of the service benchmarks: --artifacts, --workers."""
+    p = argparse.ArgumentParser(description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--artifacts", default="results/demo", type=Path,
                    help="folder with saved_models/ and anomaly/ (what `make demo` writes)")
     p.add_argument("--workers", type=int, default=2)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = service_parser(__doc__)
     p.add_argument("--requests", type=int, default=20, help="per media and concurrency")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
     p.add_argument("--out", type=Path, help="also write the figures as JSON here")
     args = p.parse_args(argv)
 
-    a = args.artifacts.resolve()
-    env = {**os.environ, "EMBEDDER_PATH": str(a / "saved_models" / "embedder.pt"),
-           "MULTIMODAL_PATH": str(a / "saved_models" / "multimodal_best.pth"),
-           "ISOLATION_PATH": str(a / "anomaly" / "isolation_forest.joblib"),
-           "MAX_CONCURRENT": str(max(args.concurrency)), "LOG_LEVEL": "WARNING"}
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    env = {**artifacts_env(args.artifacts), "MAX_CONCURRENT": str(max(args.concurrency)),
+           "LOG_LEVEL": "WARNING"}
     with tempfile.TemporaryDirectory() as tmp:
         media = make_media(Path(tmp))
         env["UPLOAD_DIR"] = str(Path(tmp) / "uploads")
-        log = open(Path(tmp) / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(args.workers),
-                                 "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-                                 "app:app"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        server = LocalServer(env, Path(tmp) / "gunicorn.log", workers=args.workers).start()
         try:
-            t0 = time.perf_counter()
-            while True:
-                if proc.poll() is not None:
-                    raise SystemExit((Path(tmp) / "gunicorn.log").read_text()[-3000:])
-                try:
-                    if requests.get(f"{base}/ready", timeout=2).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                time.sleep(0.5)
-            ready_s = time.perf_counter() - t0
-            workers = workers_of(proc.pid)
+            ready_s = server.wait_ready()
+            base = server.url
+            workers = server.worker_pids()
             idle = {pid: memory_mb(pid) for pid in workers}
             rows = []
             for name, (kind, content) in media.items():
@@ -139,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(rows[-1]), flush=True)
             loaded = {pid: memory_mb(pid) for pid in workers}
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
-            log.close()
+            server.stop()
 
     print(f"\ngunicorn -w {args.workers} (gthread), {os.cpu_count()} CPUs; ready in "
           f"{ready_s:.1f} s; {args.requests} requests per row")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import schemathesis
+import soundfile as sf
 
-from emotion.stages.sample_data import make_sample_set
+from emotion.stages.sample_data import make_sample_set, make_video, speech_like
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -16,6 +20,19 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def _until(condition, seconds: float = 30.0, what: str = "condition") -> None:
+    end = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < end, f"{what} not reached in {seconds:g} s"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def until():
+    """until(condition, seconds, what): poll; the bound only guards against a hang."""
+    return _until
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +114,27 @@ def artifacts(embedded, paired, trained, tmp_path_factory) -> dict[str, str]:
                                "--n_probes", "4"]) == 0
     return {"embedder": str(embedded["embedder"]), "multimodal": str(trained),
             "isolation": str(out / "isolation_forest.joblib")}
+
+
+# ----------------------------------------------------------------- the service's tests
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> dict[str, Path]:
+    """Uploads for the service tests: clips, videos and a text file named .mp4."""
+    d = tmp_path_factory.mktemp("upload_media")
+    rng = np.random.default_rng(11)
+    sf.write(d / "speech.wav", speech_like("happy", duration=5.0, rng=rng), 16_000)
+    sf.write(d / "long.wav", speech_like("sad", duration=8.0, rng=rng), 16_000)
+    sf.write(d / "silent.wav", np.zeros(16_000 * 2, np.float32), 16_000)
+    make_video(d / "talk.mp4", [("happy", 4.0)], seed=1)
+    make_video(d / "mute.mp4", [("happy", 3.0)], audio=False, seed=2)
+    make_video(d / "blank.mp4", [(None, 3.0)], seed=3)
+    (d / "notes.mp4").write_text("minutes of the meeting, not a video\n" * 20)
+    return {p.stem: p for p in d.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def api_schema():
+    """The service's OpenAPI document, to validate answers against."""
+    from emotion.serve.app import OPENAPI
+
+    return schemathesis.openapi.from_dict(json.loads(OPENAPI.read_text()))

@@ -2,123 +2,31 @@
 
 The analysis itself is tested in test_predict.py; here a real Analyzer (on the
 session's tiny artifacts) checks what goes through, and a fake one stands in
-where a test needs an analysis to block, fail or finish at once.
+where a test needs an analysis to block, fail or finish at once. Admission and
+forwarding: test_app_traffic.py; a real gunicorn: test_app_e2e.py.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import stat
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import pytest
 import schemathesis
-import soundfile as sf
 from hypothesis import HealthCheck, settings
+from serve_support import FakeAnalyzer, assert_error, leftovers, make_app, post
 
 from emotion.core.errors import ArtifactError, EmotionError, MediaError, MediaTooLongError
 from emotion.core.labels import EMOTIONS
 from emotion.serve.analyzer import Analyzer
 from emotion.serve.app import OPENAPI, create_app
-from emotion.stages.sample_data import make_video, speech_like
-
-FIELDS = {"meeting_id": "meeting-1", "participant_id": "p.01"}
 
 
 @pytest.fixture(scope="module")
 def analyzer(artifacts) -> Analyzer:
     return Analyzer(artifacts["embedder"], artifacts["multimodal"], artifacts["isolation"])
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("upload_media")
-    rng = np.random.default_rng(11)
-    sf.write(d / "speech.wav", speech_like("happy", duration=5.0, rng=rng), 16_000)
-    sf.write(d / "long.wav", speech_like("sad", duration=8.0, rng=rng), 16_000)
-    sf.write(d / "silent.wav", np.zeros(16_000 * 2, np.float32), 16_000)
-    make_video(d / "talk.mp4", [("happy", 4.0)], seed=1)
-    make_video(d / "mute.mp4", [("happy", 3.0)], audio=False, seed=2)
-    make_video(d / "blank.mp4", [(None, 3.0)], seed=3)
-    (d / "notes.mp4").write_text("minutes of the meeting, not a video\n" * 20)
-    return {p.stem: p for p in d.iterdir()}
-
-
-class FakeAnalyzer:
-    """Stands in for Analyzer: records each call; can block on `gate` or raise `error`."""
-
-    def __init__(self, *, gate: threading.Event | None = None, error: Exception | None = None):
-        self.gate, self.error = gate, error
-        self.entered = threading.Event()
-        self.calls: list[dict] = []
-
-    def used(self) -> dict:
-        return {"embedder_id": "fake", "window_seconds": 3.0, "hop_seconds": 3.0,
-                "label_names": list(EMOTIONS), "versions": {"torch": None},
-                "artifacts": {"embedder": "/srv/secret/embedder.pt"}}
-
-    def analyze_file(self, path: str, kind: str) -> dict:
-        p = Path(path)
-        self.calls.append({"path": p, "kind": kind, "mode": stat.S_IMODE(p.stat().st_mode),
-                           "dir_mode": stat.S_IMODE(p.parent.stat().st_mode)})
-        self.entered.set()
-        if self.gate is not None:
-            self.gate.wait(20)
-        if self.error is not None:
-            raise self.error
-        probs = {e: (0.5 if e == "happy" else 0.1) for e in EMOTIONS}
-        window = {"start": 0.0, "end": 3.0, "face_found": False, "face_detected": False,
-                  "speech_found": True,
-                  "emotion": "happy", "emotion_probs": probs, "anomaly_score": -0.1,
-                  "anomaly_flag": "normal", "modalities": "audio_only"}
-        return {"kind": kind, "source": {kind: str(path)}, "duration": 3.0,
-                "emotion": "happy", "emotion_probs": probs, "anomaly_score": -0.1,
-                "anomaly_flag": "normal", "modalities": "audio_only", "warnings": [],
-                "timeline": [window], "anomalies": [],
-                "windows": {"total": 1, "scored": 1, "with_face": 0, "with_face_detected": 0,
-                            "with_speech": 1},
-                "used": self.used(), "processing_seconds": 0.01}
-
-
-def make_app(tmp_path: Path, analyzer, **settings):
-    config = {"TESTING": True, "UPLOAD_DIR": str(tmp_path / "uploads"), **settings}
-    return create_app(config, analyzer=analyzer)
-
-
-def post(client, file: Path | bytes | None, *, kind: str = "audio", filename: str = "clip",
-         headers: dict | None = None, **fields):
-    data = {**FIELDS, "type": kind, **fields}
-    data = {k: v for k, v in data.items() if v is not None}
-    if file is not None:
-        content = file if isinstance(file, bytes) else file.read_bytes()
-        data["file"] = (io.BytesIO(content), filename)
-    return client.post("/analyze", data=data, headers=headers or {},
-                       content_type="multipart/form-data")
-
-
-def leftovers(tmp_path: Path) -> list[Path]:
-    """Files left in the upload folder (the worker's private folder itself stays)."""
-    return [p for p in (tmp_path / "uploads").rglob("*") if p.is_file()]
-
-
-def assert_error(response, status: int, error: str, match: str = "") -> dict:
-    body = response.get_json()
-    assert response.status_code == status, body
-    assert set(body) == {"error", "detail"} and body["error"] == error, body
-    assert match.lower() in body["detail"].lower(), body
-    return body
-
-
-@pytest.fixture(scope="module")
-def api_schema():
-    return schemathesis.openapi.from_dict(json.loads(OPENAPI.read_text()))
 
 
 # ----------------------------------------------------------------- the app and its models
@@ -242,6 +150,11 @@ def test_bad_settings_are_refused(monkeypatch, tmp_path):
     monkeypatch.setenv("MAX_UPLOAD_MB", "10")
     with pytest.raises(EmotionError, match="MAX_CONCURRENT must be positive"):
         make_app(tmp_path, FakeAnalyzer(), MAX_CONCURRENT=0)
+    with pytest.raises(EmotionError, match="MAX_QUEUE must be 0 or more"):
+        make_app(tmp_path, FakeAnalyzer(), MAX_QUEUE=-1)
+    monkeypatch.setenv("MAX_WAIT", "0")
+    with pytest.raises(EmotionError, match="MAX_WAIT must be positive"):
+        make_app(tmp_path, FakeAnalyzer())
 
 
 # ----------------------------------------------------------------- requests refused
@@ -282,31 +195,6 @@ def test_other_http_errors_are_json(tmp_path):
     assert "POST" in r.headers["Allow"]
     assert_error(client.post("/analyze", data="x", content_type="text/plain"), 400,
                  "invalid_request", "meeting_id is required")
-
-
-def test_overload_is_answered_503_at_once(media, tmp_path):
-    gate = threading.Event()
-    fake = FakeAnalyzer(gate=gate)
-    app = make_app(tmp_path, fake, MAX_CONCURRENT=1, RETRY_AFTER=7)
-    first: dict = {}
-    worker = threading.Thread(target=lambda: first.update(r=post(app.test_client(),
-                                                                  media["speech"])))
-    worker.start()
-    try:
-        assert fake.entered.wait(20)
-        client = app.test_client()
-        started = time.perf_counter()
-        r = post(client, media["speech"])
-        assert time.perf_counter() - started < 2
-        assert_error(r, 503, "overloaded", "retry after 7 s")
-        assert r.headers["Retry-After"] == "7"
-        assert client.get("/health").status_code == 200
-    finally:
-        gate.set()
-        worker.join(20)
-    assert first["r"].status_code == 200
-    assert post(app.test_client(), media["speech"]).status_code == 200  # the slot came back
-    assert leftovers(tmp_path) == []
 
 
 def test_upload_is_a_private_temporary_file_removed_even_on_failure(media, tmp_path, caplog):
@@ -363,104 +251,6 @@ def test_cors_only_for_configured_origins(tmp_path):
     r = make_app(tmp_path, FakeAnalyzer()).test_client().get(
         "/health", headers={"Origin": "http://localhost:3000"})
     assert "Access-Control-Allow-Origin" not in r.headers
-
-
-# ----------------------------------------------------------------- forwarding
-class Backend(ThreadingHTTPServer):
-    """A real HTTP server on 127.0.0.1: answers `status`, after `delay` seconds."""
-
-    daemon_threads = True
-
-    def __init__(self, status: int = 200, delay: float = 0.0):
-        self.status, self.delay, self.received = status, delay, []
-        super().__init__(("127.0.0.1", 0), _BackendHandler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/results"
-
-
-class _BackendHandler(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append({"headers": dict(self.headers), "body": json.loads(body)})
-        time.sleep(self.server.delay)
-        try:
-            self.send_response(self.server.status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-        except OSError:
-            pass  # the client gave up waiting
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def backend():
-    servers: list[Backend] = []
-
-    def start(**kw) -> Backend:
-        servers.append(Backend(**kw))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
-
-
-def test_forwarding_to_a_backend(media, tmp_path, backend):
-    server = backend(status=200)
-    client = make_app(tmp_path, FakeAnalyzer(), BACKEND_URL=server.url).test_client()
-    r = post(client, media["speech"], headers={"X-Request-ID": "fwd-1"})
-    body = r.get_json()
-    assert r.status_code == 200, body
-    fwd = body.pop("forwarded")
-    assert fwd["enabled"] and fwd["ok"] and fwd["attempts"] == 1 and fwd["status"] == 200
-    assert len(server.received) == 1
-    assert server.received[0]["body"] == body
-    assert server.received[0]["headers"]["X-Request-ID"] == "fwd-1"
-
-
-def test_a_failing_backend_is_retried_a_bounded_number_of_times(media, tmp_path, backend):
-    server = backend(status=500)
-    client = make_app(tmp_path, FakeAnalyzer(), BACKEND_URL=server.url, BACKEND_RETRIES=2,
-                      BACKEND_TIMEOUT=1).test_client()
-    r = post(client, media["speech"])
-    assert r.status_code == 200
-    fwd = r.get_json()["forwarded"]
-    assert fwd == {**fwd, "enabled": True, "ok": False, "attempts": 3, "status": 500,
-                   "error": "the backend answered 500"}
-    assert len(server.received) == 3
-    refused = backend(status=400)
-    client = make_app(tmp_path, FakeAnalyzer(), BACKEND_URL=refused.url).test_client()
-    fwd = post(client, media["speech"]).get_json()["forwarded"]
-    assert not fwd["ok"] and fwd["attempts"] == 1  # a 4xx is not retried
-
-
-def test_a_slow_or_absent_backend_does_not_hold_the_client(media, tmp_path, backend):
-    server = backend(status=200, delay=5.0)
-    client = make_app(tmp_path, FakeAnalyzer(), BACKEND_URL=server.url, BACKEND_TIMEOUT=0.4,
-                      BACKEND_RETRIES=10, BACKEND_DEADLINE=1.0).test_client()
-    started = time.perf_counter()
-    r = post(client, media["speech"])
-    elapsed = time.perf_counter() - started
-    assert r.status_code == 200 and elapsed < 2.5, elapsed  # 10 retries would take > 5 s
-    fwd = r.get_json()["forwarded"]
-    assert fwd["ok"] is False and 1 <= fwd["attempts"] <= 3 and fwd["seconds"] <= 1.5
-    # nothing listens there: a connection error, and the address is not told to the client
-    closed = Backend()
-    url = closed.url
-    closed.shutdown()
-    closed.server_close()
-    client = make_app(tmp_path, FakeAnalyzer(), BACKEND_URL=url, BACKEND_RETRIES=1,
-                      BACKEND_DEADLINE=3).test_client()
-    r = post(client, media["speech"])
-    fwd = r.get_json()["forwarded"]
-    assert r.status_code == 200 and fwd["ok"] is False and fwd["attempts"] == 2
-    assert fwd["error"] == "ConnectionError" and "127.0.0.1" not in r.get_data(as_text=True)
 
 
 # ----------------------------------------------------------------- the API's document

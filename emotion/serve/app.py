@@ -6,15 +6,24 @@ gunicorn each worker imports app.py and so builds its own (see gunicorn.conf.py)
 
 A request to /analyze, in order:
 
-1. takes one of the worker's MAX_CONCURRENT admission slots, or is answered
-   503 with Retry-After at once (no queue grows without bound);
-2. receives the upload straight into a private temporary file with a generated
-   name (``UploadRequest``), removed when the request ends, whatever happens;
-3. validates the form, judges the file by its content (PyAV), analyses it (one
+1. is refused with 413 at once when its Content-Length is over MAX_UPLOAD_MB;
+2. takes one of the worker's MAX_CONCURRENT admission slots, waiting for one
+   (first come, first served) while at most MAX_QUEUE others wait and for at
+   most MAX_WAIT seconds, else is answered 503 with Retry-After
+   (:mod:`emotion.serve.admission`); the body is not read while it waits;
+3. receives the upload straight into a private temporary file with a generated
+   name (``UploadRequest``; a chunked body is cut at MAX_UPLOAD_MB), removed
+   when the request ends, whatever happens;
+4. validates the form, judges the file by its content (PyAV), analyses it (one
    analysis at a time per worker: the analysis is CPU-bound, and OpenCV's face
    cascade is not safe to share between threads);
-4. answers JSON and, when BACKEND_URL is set, forwards the result within a
-   bounded time, saying in ``forwarded`` whether that worked.
+5. when BACKEND_URL is set, forwards the result within BACKEND_DEADLINE,
+   saying in ``forwarded`` whether that worked, and gives its slot back;
+6. answers JSON, with ``queue_seconds``: the time it waited for its slot and
+   for the analysis (also in the request's log line).
+
+A body left unread by a refusal is read and dropped after the answer
+(``discard_unread_body``), so that the client gets the answer, not a reset.
 
 Every error is JSON ``{"error", "detail"}``. Settings come from the environment
 (:data:`SETTINGS`); ``create_app(config)`` overrides them, for tests.
@@ -30,20 +39,27 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from flask import Flask, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from emotion.core.errors import ArtifactError, MediaError, MediaTooLongError, UndecodableMediaError
 from emotion.media.decode import probe
+from emotion.serve.admission import Admission, Refused
 from emotion.serve.analyzer import (
     Analyzer,
     Options,
 )
 from emotion.serve.forwarder import Forwarder
 from emotion.serve.settings import SETTINGS, load_settings
-from emotion.serve.uploads import UploadRequest, private_upload_dir
+from emotion.serve.uploads import (
+    DRAIN_FACTOR,
+    UploadRequest,
+    discard_unread_body,
+    private_upload_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +85,7 @@ class Service:
     settings: dict
     analyzer: Analyzer | None
     upload_dir: str
-    slots: threading.BoundedSemaphore
+    admission: Admission
     analysis_lock: threading.Lock
     forwarder: Forwarder | None
     openapi: bytes
@@ -96,7 +112,8 @@ def create_app(config: dict | None = None, analyzer=None) -> Flask:
     upload_dir = private_upload_dir(settings["UPLOAD_DIR"] or None)
     app.extensions["emotion"] = Service(
         settings=settings, analyzer=analyzer, upload_dir=upload_dir,
-        slots=threading.BoundedSemaphore(int(settings["MAX_CONCURRENT"])),
+        admission=Admission(int(settings["MAX_CONCURRENT"]), int(settings["MAX_QUEUE"]),
+                            float(settings["MAX_WAIT"])),
         analysis_lock=threading.Lock(),
         forwarder=Forwarder(settings["BACKEND_URL"], float(settings["BACKEND_TIMEOUT"]),
                             int(settings["BACKEND_RETRIES"]),
@@ -112,9 +129,10 @@ def create_app(config: dict | None = None, analyzer=None) -> Flask:
     _register_request_log(app)
     _register_errors(app)
     _register_routes(app)
-    log.info("service ready: models %s, uploads in %s, max %s MB, %s concurrent, backend %s",
-             "loaded" if analyzer is not None else "not loaded", upload_dir,
-             settings["MAX_UPLOAD_MB"], settings["MAX_CONCURRENT"],
+    log.info("service ready: models %s, uploads in %s, max %s MB, %s concurrent, %s waiting "
+             "at most %s s, backend %s", "loaded" if analyzer is not None else "not loaded",
+             upload_dir, settings["MAX_UPLOAD_MB"], settings["MAX_CONCURRENT"],
+             settings["MAX_QUEUE"], settings["MAX_WAIT"],
              "on" if settings["BACKEND_URL"] else "off")
     return app
 
@@ -154,8 +172,13 @@ def _register_request_log(app: Flask) -> None:
         response.headers["X-Request-ID"] = rid
         ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
         path = re.sub(r"[^\x21-\x7e]", "?", request.path)[:200]
-        log.info("request %s %s %s %d %.1f ms", rid, request.method, path,
-                 response.status_code, ms)
+        queued = f" queue {g.queue_seconds:.3f} s" if "queue_seconds" in g else ""
+        log.info("request %s %s %s %d %.1f ms%s", rid, request.method, path,
+                 response.status_code, ms, queued)
+        if request.content_length or request.headers.get("Transfer-Encoding"):
+            # after the answer is sent: what a refusal left unread (nothing otherwise)
+            most = DRAIN_FACTOR * current_app.config["MAX_CONTENT_LENGTH"]
+            response.call_on_close(partial(discard_unread_body, request.environ, most))
         return response
 
     @app.teardown_request
@@ -221,29 +244,46 @@ def _register_routes(app: Flask) -> None:
         retry = int(svc.settings["RETRY_AFTER"])
         if svc.analyzer is None:
             raise ServiceError(503, "not_ready", "the models are not loaded", retry_after=retry)
-        if not svc.slots.acquire(blocking=False):
-            raise ServiceError(503, "overloaded", f"this worker already has "
-                               f"{svc.settings['MAX_CONCURRENT']} analyses in progress; "
-                               f"retry after {retry} s", retry_after=retry)
+        length = request.content_length
+        if length is not None and length > current_app.config["MAX_CONTENT_LENGTH"]:
+            raise RequestEntityTooLarge()  # before waiting, and without reading the body
+        g.queue_seconds = _admit(svc.admission, retry)
         try:
             fields = _form()
             path = _upload()
             kind = fields["type"]
             _judge(path, kind, float(svc.settings["MAX_MEDIA_SECONDS"]))
+            waited = time.perf_counter()
             with svc.analysis_lock:
+                g.queue_seconds += time.perf_counter() - waited
                 result = _run(svc.analyzer, path, kind)
+            body = {"request_id": g.request_id, **fields, **_summary(result),
+                    "queue_seconds": round(g.queue_seconds, 3)}
+            body["forwarded"] = _forward(svc.forwarder, body)
         finally:
-            svc.slots.release()
-        body = {"request_id": g.request_id, **fields, **_summary(result)}
-        if svc.forwarder is not None:
-            body["forwarded"] = svc.forwarder.send(body, g.request_id)
-        else:
-            body["forwarded"] = {"enabled": False, "ok": None, "attempts": 0, "status": None,
-                                 "error": None, "seconds": 0.0}
+            svc.admission.release()
         return jsonify(body)
 
 
 # ----------------------------------------------------------------- /analyze steps
+def _admit(admission: Admission, retry: int) -> float:
+    """A slot for this request (the seconds waited for it), or a 503 with Retry-After."""
+    try:
+        return admission.acquire()
+    except Refused as e:
+        log.warning("request %s refused: %s", g.request_id, e)
+        raise ServiceError(503, "overloaded", f"{e}; retry after {retry} s",
+                           retry_after=retry) from None
+
+
+def _forward(forwarder: Forwarder | None, body: dict) -> dict:
+    """Within BACKEND_DEADLINE (the slot is held until then, never longer)."""
+    if forwarder is None:
+        return {"enabled": False, "ok": None, "attempts": 0, "status": None, "error": None,
+                "seconds": 0.0}
+    return forwarder.send(body, g.request_id)
+
+
 def _form() -> dict:
     out = {}
     for name in ("meeting_id", "participant_id"):

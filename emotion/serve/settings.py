@@ -17,6 +17,8 @@ SETTINGS: dict[str, tuple[type, object]] = {
     "MAX_UPLOAD_MB": (float, 200.0),
     "MAX_MEDIA_SECONDS": (float, 3600.0),
     "MAX_CONCURRENT": (int, 2),         # /analyze requests admitted per worker at once
+    "MAX_QUEUE": (int, 6),              # /analyze requests waiting for a slot, per worker
+    "MAX_WAIT": (float, 30.0),          # seconds a request waits for a slot at most
     "RETRY_AFTER": (int, 5),            # seconds, in 503 answers
     "UPLOAD_DIR": (str, ""),            # '': the system's temporary folder
     "BACKEND_URL": (str, ""),
@@ -40,10 +42,17 @@ def load_settings(overrides: dict | None = None) -> dict:
         except ValueError:
             raise EmotionError(f"{name}={raw!r}: expected {kind.__name__}") from None
     out.update(overrides or {})
-    for name in ("MAX_UPLOAD_MB", "MAX_MEDIA_SECONDS", "MAX_CONCURRENT", "BACKEND_TIMEOUT",
-                 "BACKEND_DEADLINE"):
+    for name in ("MAX_UPLOAD_MB", "MAX_MEDIA_SECONDS", "MAX_CONCURRENT", "MAX_WAIT",
+                 "BACKEND_TIMEOUT", "BACKEND_DEADLINE"):
         if not float(out[name]) > 0:
             raise EmotionError(f"{name} must be positive, not {out[name]!r}")
-    if int(out["BACKEND_RETRIES"]) < 0:
-        raise EmotionError(f"BACKEND_RETRIES must be 0 or more, not {out['BACKEND_RETRIES']!r}")
+    for name in ("BACKEND_RETRIES", "MAX_QUEUE"):
+        if int(out[name]) < 0:
+            raise EmotionError(f"{name} must be 0 or more, not {out[name]!r}")
     return out
+
+
+def threads_needed(settings: dict) -> int:
+    """gunicorn threads a worker needs: one per slot and per queue place, and one more
+    that answers /health, /ready and the quick 503s while all those are taken."""
+    return int(settings["MAX_CONCURRENT"]) + int(settings["MAX_QUEUE"]) + 1

@@ -3,15 +3,23 @@
 Each worker process has its own 0700 folder (:func:`private_upload_dir`); a
 request's files get generated names in it (:class:`UploadRequest`) and are
 removed at the request's teardown. Folders left by dead processes are swept
-when a new one starts.
+when a new one starts (a worker killed mid-request leaves its folder behind).
+
+A request refused before its body was read (413, 503) has the rest of the body
+read and dropped after the answer is sent (:func:`discard_unread_body`): a
+server that closes a connection with unread data makes the kernel reset it, and
+a client that reads the answer only after sending everything would see a
+"connection reset" instead of the JSON error.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from flask import Request, current_app
@@ -62,3 +70,38 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+DRAIN_SECONDS = 5.0   # at most this long reading and dropping a refused body
+DRAIN_FACTOR = 4      # and at most this many times MAX_UPLOAD_MB
+
+
+def discard_unread_body(environ: dict, max_bytes: int, seconds: float = DRAIN_SECONDS) -> int:
+    """Read what is left of the request's body and drop it; return how many bytes.
+
+    Stops at `max_bytes` or after `seconds` (the server then closes the
+    connection). Only where the server ends the body stream itself
+    (``wsgi.input_terminated``: gunicorn, and Werkzeug for chunked bodies):
+    elsewhere a read past the body could wait for the next request.
+    """
+    stream = environ.get("wsgi.input")
+    if stream is None or not environ.get("wsgi.input_terminated"):
+        return 0
+    sock = environ.get("gunicorn.socket")   # to bound each read by the time left
+    prior = sock.gettimeout() if sock is not None else None
+    end, dropped = time.monotonic() + seconds, 0
+    try:
+        while dropped < max_bytes and (left := end - time.monotonic()) > 0:
+            if sock is not None:
+                sock.settimeout(left)
+            chunk = stream.read(min(1 << 16, max_bytes - dropped))
+            if not chunk:
+                break
+            dropped += len(chunk)
+    except Exception:  # noqa: BLE001 - a timeout, a reset, a bad chunk: the server closes it
+        pass
+    finally:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.settimeout(prior)
+    return dropped
