@@ -202,6 +202,7 @@ window.EmotionChart = (function () {
       const r = el(layer, "rect", { class: "win", "data-index": i, x: x, y: g.top,
         width: width, height: g.speech + 10 - g.top, fill: "transparent" });
       r.addEventListener("mouseenter", () => show(i));
+      r.addEventListener("click", () => show(i));   // a tap, on a touch screen
       r.addEventListener("mouseleave", hide);
       return r;
     });

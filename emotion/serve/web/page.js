@@ -118,10 +118,11 @@
       if (e.lengthComputable) progress("Uploading", Math.round((100 * e.loaded) / e.total));
     };
     request.upload.onload = () => {
-      progress("Analysing", null);
+      // the clock ticks in the progress label; the live status speaks once
+      say(`Uploaded; the service is analysing ${file.name}.`);
       const since = performance.now();
-      const tick = () => say(`Analysing ${file.name}: ${Math.round((performance.now() - since)
-        / 1000)} s so far.`);
+      const tick = () => progress(`Analysing: ${Math.round((performance.now() - since) / 1000)}` +
+        " s so far", null);
       tick();
       ticker = setInterval(tick, 1000);
     };
