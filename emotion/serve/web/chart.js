@@ -86,7 +86,7 @@ window.EmotionChart = (function () {
 
   function layout(width, windows, duration) {
     const narrow = width < 560;
-    const g = { left: narrow ? 50 : 60, right: 18, top: 24, plot: narrow ? 150 : 200 };
+    const g = { left: narrow ? 56 : 62, right: 18, top: 24, plot: narrow ? 150 : 200 };
     g.width = width;
     g.inner = width - g.left - g.right;
     g.band = g.top + g.plot + 8;
