@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make demo   generate the sample set and run the pipeline on it
 #   make test   lint and run the whole test suite (what CI runs)
+#   make serve  the service and its page on http://127.0.0.1:5002/ with the demo's models
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,14 @@ STAMP  := $(VENV)/.installed
 SAMPLE := data/sample
 DEMO   := results/demo
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint serve clean
+
+# make serve: the artifacts (the demo's unless given, e.g. make serve EMBEDDER_PATH=...)
+EMBEDDER_PATH   ?= $(DEMO)/saved_models/embedder.pt
+MULTIMODAL_PATH ?= $(DEMO)/saved_models/multimodal_best.pth
+ISOLATION_PATH  ?= $(DEMO)/anomaly/isolation_forest.joblib
+HOST ?= 127.0.0.1
+PORT ?= 5002
 
 venv: $(STAMP)
 
@@ -28,6 +36,14 @@ test: lint
 
 demo: $(STAMP)
 	$(BIN)/python demo.py --sample $(SAMPLE) --out $(DEMO)
+
+# One gunicorn worker (about 1 GB) is plenty for a person at the page.
+serve: $(STAMP)
+	@test -f $(MULTIMODAL_PATH) || { echo "make serve: no $(MULTIMODAL_PATH): run make demo first"; exit 2; }
+	@echo "The page: http://$(HOST):$(PORT)/  (Ctrl-C stops the service)"
+	EMBEDDER_PATH=$(EMBEDDER_PATH) MULTIMODAL_PATH=$(MULTIMODAL_PATH) \
+	ISOLATION_PATH=$(ISOLATION_PATH) HOST=$(HOST) PORT=$(PORT) \
+	WEB_CONCURRENCY=$${WEB_CONCURRENCY:-1} $(BIN)/gunicorn app:app
 
 clean:
 	rm -rf $(DEMO) $(SAMPLE)

@@ -53,6 +53,7 @@ from emotion.serve.analyzer import (
     Options,
 )
 from emotion.serve.forwarder import Forwarder
+from emotion.serve.page import register_page
 from emotion.serve.settings import SETTINGS, load_settings
 from emotion.serve.uploads import (
     DRAIN_FACTOR,
@@ -129,6 +130,7 @@ def create_app(config: dict | None = None, analyzer=None) -> Flask:
     _register_request_log(app)
     _register_errors(app)
     _register_routes(app)
+    register_page(app)  # GET /: the page for people (emotion/serve/page.py)
     log.info("service ready: models %s, uploads in %s, max %s MB, %s concurrent, %s waiting "
              "at most %s s, backend %s", "loaded" if analyzer is not None else "not loaded",
              upload_dir, settings["MAX_UPLOAD_MB"], settings["MAX_CONCURRENT"],
