@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from emotion.stages import run_all
 from emotion.stages.run_all import Stage, run_stages
 
 
@@ -65,3 +66,14 @@ def test_a_failure_stops_the_run_and_is_not_recorded(tmp_path):
     assert run_stages(_stages(tmp_path, calls, fail=True), tmp_path) == 2
     assert run_stages(_stages(tmp_path, calls), tmp_path) == 0
     assert calls == ["first", "second", "second"]  # first reused, second redone
+
+
+def test_a_stage_run_by_other_code_runs_again(tmp_path, caplog, monkeypatch):
+    (tmp_path / "src.txt").write_text("x")
+    calls: list[str] = []
+    run_stages(_stages(tmp_path, calls), tmp_path)
+    monkeypatch.setattr(run_all, "CODE_VERSION", "9.9.9, HDF5 schema 99")
+    with caplog.at_level(logging.INFO):
+        run_stages(_stages(tmp_path, calls), tmp_path)
+    assert calls == ["first", "second", "first", "second"]
+    assert "made by other code" in caplog.text and "9.9.9" in caplog.text

@@ -2,10 +2,11 @@
 
 Each stage is a stage's ``main(argv)``, the function its root script calls.
 After a stage succeeds, the run records its arguments and the size and
-modification time of its inputs and outputs in ``{work}/.pipeline_state.json``.
-On the next run a stage is skipped when its arguments are the same, its inputs
-unchanged and its outputs still there as they were left; otherwise it runs
-again, and the log says why.
+modification time of its inputs and outputs, and the version of the code and of
+its file layouts, in ``{work}/.pipeline_state.json``. On the next run a stage is
+skipped when its arguments are the same, its inputs unchanged, its outputs still
+there as they were left and the code the same version; otherwise it runs again,
+and the log says why.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emotion import __version__
 from emotion.core import cli
 from emotion.core.atomic import write_text_atomic
+from emotion.core.h5io import SCHEMA_VERSION
 from emotion.core.paths import Artifacts, work_dir
 from emotion.media.faces import DETECTORS
 from emotion.serve import predict
@@ -37,6 +40,9 @@ from emotion.stages import (
 log = logging.getLogger(__name__)
 
 STATE_FILE = ".pipeline_state.json"
+# What a stage's outputs depend on besides its arguments and inputs: an upgrade
+# (or a new HDF5 layout) runs every stage again rather than reuse old files.
+CODE_VERSION = f"{__version__}, HDF5 schema {SCHEMA_VERSION}"
 
 
 @dataclass
@@ -63,7 +69,8 @@ def _stamp(path: str | Path) -> list | None:
 
 
 def _record(stage: Stage) -> dict:
-    return {"argv": stage.argv, "inputs": {str(p): _stamp(p) for p in stage.inputs},
+    return {"argv": stage.argv, "code": CODE_VERSION,
+            "inputs": {str(p): _stamp(p) for p in stage.inputs},
             "outputs": {str(p): _stamp(p) for p in stage.outputs}}
 
 
@@ -75,6 +82,9 @@ def why_run(stage: Stage, previous: dict | None) -> str | None:
         return "not run before"
     if previous.get("argv") != stage.argv:
         return "its settings changed"
+    if previous.get("code") != CODE_VERSION:
+        return (f"its outputs were made by other code: {previous.get('code', 'an older version')}, "
+                f"now {CODE_VERSION}")
     now = _record(stage)
     for p, s in now["outputs"].items():
         if s is None:
