@@ -214,6 +214,24 @@ class _AudioTrack:
                                  last=True)
 
 
+def _feed(packet, video_stream, track: _AudioTrack | None, cut: _Cutter) -> None:
+    """Decode one packet into `cut`; a packet that does not decode is skipped."""
+    import av
+
+    try:
+        frames = packet.decode()
+    except av.error.FFmpegError as e:
+        log.debug("skipping a packet that does not decode: %s", e)
+        return
+    for frame in frames:
+        if packet.stream is video_stream:
+            if frame.time is not None:
+                cut.add_frame(frame, float(frame.time))
+        else:
+            for samples in track.samples(frame):
+                cut.add_audio(samples)
+
+
 def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: int,
                  frames_per_window: int = FRAMES_PER_WINDOW, use_video: bool = True,
                  use_audio: bool = True, max_duration: float | None = None
@@ -243,18 +261,7 @@ def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: in
                       frames_per_window=frames_per_window, has_audio=as_ is not None,
                       has_video=vs is not None)
         for packet in c.demux(*[s for s in (vs, as_) if s is not None]):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as e:
-                log.debug("skipping a packet that does not decode: %s", e)
-                continue
-            for frame in frames:
-                if packet.stream is vs:
-                    if frame.time is not None:
-                        cut.add_frame(frame, float(frame.time))
-                else:
-                    for samples in track.samples(frame):
-                        cut.add_audio(samples)
+            _feed(packet, vs, track, cut)
             if max_duration is not None and cut.decoded_until > max_duration:
                 raise MediaTooLongError(f"{Path(path).name} is longer than the maximum of "
                                         f"{max_duration:.0f} s")

@@ -150,14 +150,8 @@ def preprocess_audio(audio_dir: str | Path, out_h5: str | Path, *,
                      val_fraction: float = 0.2, test_fraction: float = 0.2,
                      labels_csv: str | Path | None = None, workers: int = 4) -> dict:
     """Run the stage; returns a summary that is also stored in the file."""
-    if params.fixed_duration <= 0 or params.fixed_duration > 60:
-        raise EmotionError(f"--fixed_duration {params.fixed_duration}: use a value in (0, 60]")
-    labelled, skipped = scan_clips(audio_dir, labels_csv)
-    if not labelled:
-        raise EmotionError(f"no clip under {audio_dir} has a label; first reason: {skipped[0][1]}")
-    by_speaker = speaker_splits(labelled, split, seed=seed, val_fraction=val_fraction,
-                                test_fraction=test_fraction)
-    clips = [Clip(p, c.label, c.speaker, by_speaker[c.speaker]) for p, c in labelled]
+    clips, by_speaker, skipped = _clips(audio_dir, labels_csv, params, split, seed=seed,
+                                        val_fraction=val_fraction, test_fraction=test_fraction)
     manifest = [dict(path=p, label="", speaker="", duration="", split="", status="skipped",
                      reason=r) for p, r in skipped]
     config = {"audio_dir": str(audio_dir), "split": split, "seed": seed,
@@ -192,6 +186,20 @@ def preprocess_audio(audio_dir: str | Path, out_h5: str | Path, *,
         f.attrs["summary"] = json.dumps(summary)
         _write_manifest(manifest_path(out_h5), manifest)
     return summary
+
+
+def _clips(audio_dir, labels_csv, params: AudioParams, split: str, *, seed: int,
+           val_fraction: float, test_fraction: float):
+    """(the labelled clips with their split, speaker -> split, [(path, why skipped)])."""
+    if params.fixed_duration <= 0 or params.fixed_duration > 60:
+        raise EmotionError(f"--fixed_duration {params.fixed_duration}: use a value in (0, 60]")
+    labelled, skipped = scan_clips(audio_dir, labels_csv)
+    if not labelled:
+        raise EmotionError(f"no clip under {audio_dir} has a label; first reason: {skipped[0][1]}")
+    by_speaker = speaker_splits(labelled, split, seed=seed, val_fraction=val_fraction,
+                                test_fraction=test_fraction)
+    return ([Clip(p, c.label, c.speaker, by_speaker[c.speaker]) for p, c in labelled],
+            by_speaker, skipped)
 
 
 def _write_manifest(path: Path, rows: list[dict]) -> None:

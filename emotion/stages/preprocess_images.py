@@ -132,15 +132,7 @@ def preprocess_images(src: str | Path, out: str | Path, *, size: int = 224,
     it finds no face is skipped and counted, as a frame without one gives no face
     to the analysis.
     """
-    if dtype not in ("uint8", "float32"):
-        raise EmotionError(f"--dtype {dtype!r}: choose uint8 or float32")
-    if size < 16:
-        raise EmotionError(f"--size {size} is too small; use at least 16 (224 is usual)")
-    FaceFinder(policy, size)  # fail now, not in every worker, if it cannot be built
-    items, skipped = scan_tree(src, class_map)
-    if not items:
-        raise EmotionError(f"no images found under {src} "
-                           f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
+    items, skipped = _scan(src, class_map, size=size, policy=policy, dtype=dtype)
     log.info("class map used: %s", json.dumps({str(k): v for k, v in sorted(class_map.items())}))
     config = {"src": str(src), "size": size, "face_policy": policy.settings(),
               "dtype": dtype, "workers": workers}
@@ -166,16 +158,34 @@ def preprocess_images(src: str | Path, out: str | Path, *, size: int = 224,
         writer.flush()
         h5io.write_skipped(f, skipped, kept=sum(sum(c.values()) for c in counts.values()),
                            what=f"{len(items)} images under {src}")
-        elapsed = time.perf_counter() - start
-        summary = {
-            "counts": {s: dict(sorted(c.items())) for s, c in counts.items()},
-            "centre_square_fallback": dict(fallback), "skipped": len(skipped),
-            "no_face": sum(r == NO_FACE for _, r in skipped),
-            "skip_reasons": dict(Counter(r.split(" (")[0] for _, r in skipped).most_common(10)),
-            "seconds": round(elapsed, 2), "files_per_second": round(len(items) / elapsed, 1),
-        }
+        summary = _summary(counts, fallback, skipped, len(items), time.perf_counter() - start)
         f.attrs["summary"] = json.dumps(summary)
     return summary
+
+
+def _scan(src, class_map, *, size: int, policy: FacePolicy, dtype: str):
+    """The settings checked and the images listed, before anything is written."""
+    if dtype not in ("uint8", "float32"):
+        raise EmotionError(f"--dtype {dtype!r}: choose uint8 or float32")
+    if size < 16:
+        raise EmotionError(f"--size {size} is too small; use at least 16 (224 is usual)")
+    FaceFinder(policy, size)  # fail now, not in every worker, if it cannot be built
+    items, skipped = scan_tree(src, class_map)
+    if not items:
+        raise EmotionError(f"no images found under {src} "
+                           f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
+    return items, skipped
+
+
+def _summary(counts: dict[str, Counter], fallback: Counter, skipped: list, n_items: int,
+             elapsed: float) -> dict:
+    return {
+        "counts": {s: dict(sorted(c.items())) for s, c in counts.items()},
+        "centre_square_fallback": dict(fallback), "skipped": len(skipped),
+        "no_face": sum(r == NO_FACE for _, r in skipped),
+        "skip_reasons": dict(Counter(r.split(" (")[0] for _, r in skipped).most_common(10)),
+        "seconds": round(elapsed, 2), "files_per_second": round(n_items / elapsed, 1),
+    }
 
 
 # --------------------------------------------------------------------------
