@@ -76,6 +76,11 @@ def test_the_command_composes_analyses_and_reports(faces_dir, preprocessed, arti
     assert 0 < report["all"]["real_time_factor"] < 5
     assert report["all"]["face_detected_share"] > 0.5
     assert len(list((out / "results").glob("*.json"))) == 6
+    # the session's embedder learned from every split: the check names the test voices
+    heard = report["all"]["voices_heard_in_training"]
+    assert heard and set(heard) <= set(json.loads(_speaker_splits(preprocessed[1])).keys())
+    assert all(json.loads(_speaker_splits(preprocessed[1]))[s] == "test" for s in heard)
+    assert video_eval.heard_voices(labels, str(preprocessed[1]), voice_speakers=[]) == []
     # the saved predictions score the same again (how another version's are scored)
     again = video_eval.main(["--out", str(tmp_path / "again"), "--results", str(out / "results"),
                              "--faces", str(faces_dir), "--audio_h5", str(preprocessed[1]),
@@ -84,3 +89,10 @@ def test_the_command_composes_analyses_and_reports(faces_dir, preprocessed, arti
     assert again == 0
     rescored = json.loads((tmp_path / "again" / "report.json").read_text())
     assert rescored["all"]["window_accuracy"] == report["all"]["window_accuracy"]
+
+
+def _speaker_splits(audio_h5) -> str:
+    import h5py
+
+    with h5py.File(audio_h5, "r") as f:
+        return f.attrs["speaker_splits"]

@@ -113,6 +113,23 @@ def test_out_of_fold_logits_come_from_a_head_that_never_saw_the_speaker():
     assert not np.allclose(oof2[~a, :N_LOGITS], oof[~a, :N_LOGITS], atol=1e-3)
 
 
+def test_clips_left_out_of_the_fit_shape_no_head():
+    """--voice_splits train,val: nothing fitted learns from the held-out clips' labels."""
+    x, y, spk = _toy()
+    labels = np.array([ALL_LABELS.index(EMOTIONS[i]) for i in y])
+    none = np.zeros((0, x.shape[1]), np.float32), np.zeros(0, np.int64)
+    fit = np.array([s != spk[0] for s in spk])           # one speaker held out
+    cfg = VoiceConfig(folds=2)
+    final, oof = fit_voice(VoiceData(x, labels, spk, *none), cfg, fit)
+    scrambled = labels.copy()
+    scrambled[~fit] = np.roll(labels[~fit], 3)
+    final2, oof2 = fit_voice(VoiceData(x, scrambled, spk, *none), cfg, fit)
+    np.testing.assert_allclose(final2.logits(x), final.logits(x), atol=1e-6)
+    np.testing.assert_allclose(oof2, oof, atol=1e-6)
+    everything, _ = fit_voice(VoiceData(x, scrambled, spk, *none), cfg)
+    assert not np.allclose(everything.logits(x), final.logits(x), atol=1e-3)
+
+
 # ----------------------------------------------------------------- one audio path
 def test_split_windows_are_the_windows_serving_decodes(tmp_path):
     rng = np.random.default_rng(0)

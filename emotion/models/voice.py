@@ -222,13 +222,17 @@ def fit_head(data: VoiceData, clip_mask: np.ndarray, cfg: VoiceConfig) -> VoiceH
     return VoiceHead.fit(x, labels, cfg, pca_x=data.clips)
 
 
-def fit_voice(data: VoiceData, cfg: VoiceConfig) -> tuple[VoiceHead, np.ndarray]:
-    """The head on every clip, and each clip's out-of-fold embedding (N, 128).
+def fit_voice(data: VoiceData, cfg: VoiceConfig, fit: np.ndarray | None = None
+              ) -> tuple[VoiceHead, np.ndarray]:
+    """The head on every clip (or the clips of the mask `fit`), and each clip's
+    out-of-fold embedding (N, 128).
 
     The principal components are the final head's for every clip (fitted without
-    labels); the logits of a clip come from the head of its speaker fold.
+    labels); the logits of a clip come from the head of its speaker fold, which
+    also learns only from the clips of `fit`.
     """
-    final = fit_head(data, np.ones(len(data.labels), bool), cfg)
+    fit = np.ones(len(data.labels), bool) if fit is None else fit
+    final = fit_head(data, fit, cfg)
     out = final.embed(data.clips)
     k = min(cfg.folds, len(set(data.speakers)))
     if k < 2:
@@ -236,7 +240,7 @@ def fit_voice(data: VoiceData, cfg: VoiceConfig) -> tuple[VoiceHead, np.ndarray]
                     "sees the final head's (optimistic) logits")
         return final, out
     for i, held in enumerate(speaker_folds(data.speakers, k, cfg.seed)):
-        head = fit_head(data, ~held, cfg)
+        head = fit_head(data, ~held & fit, cfg)
         out[held, :N_LOGITS] = head.logits(data.clips[held])
         log.info("voice fold %d/%d: %d held-out clips", i + 1, k, int(held.sum()))
     return final, out

@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from tqdm import tqdm
 from emotion.core import cli, h5io
 from emotion.core.errors import EmotionError
 from emotion.core.paths import DEFAULT
+from emotion.core.splits import SPLITS
 from emotion.media.audio import AudioParams, prepare_clip
 from emotion.media.faces import FacePolicy
 from emotion.media.vad import SpeechDetector
@@ -77,16 +79,17 @@ def reuse_embedder(path: str | Path, fi, fa, *, device: str) -> Embedder:
 
 
 def new_embedder(fi, fa, *, image_weights: str, seed: int, folds: int, device: str,
-                 precision: str) -> tuple[Embedder, np.ndarray]:
-    """The backbone of `image_weights` and the voice branch fitted on every clip; also
-    every clip's out-of-fold audio embedding."""
+                 precision: str, voice_splits: Sequence[str] = SPLITS
+                 ) -> tuple[Embedder, np.ndarray]:
+    """The backbone of `image_weights` and the voice branch fitted on every clip of
+    `voice_splits`; also every clip's out-of-fold audio embedding."""
     state, desc = load_state(image_weights, seed=seed)
     spec = ImageSpec(desc, state_sha256(state), int(fi.attrs["size"]), face_policy_of(fi),
                      net_size=weights_input_size(image_weights),
                      trained_on="train" if weights_input_size(image_weights) else None)
     params, cfg = audio_params_of(fa), VoiceConfig(folds=folds, seed=seed)
-    speakers = h5io.read_strings(fa["speakers"])
-    if "train" not in h5io.read_strings(fa["splits"]):
+    speakers, splits = h5io.read_strings(fa["speakers"]), h5io.read_strings(fa["splits"])
+    if "train" not in splits:
         raise EmotionError(f"{fa.filename} has no train clips: it looks like an external test "
                            "set (made with --split test); pass --embedder PATH to embed it with "
                            "a trained embedder instead of fitting a new one on it")
@@ -94,9 +97,12 @@ def new_embedder(fi, fa, *, image_weights: str, seed: int, folds: int, device: s
     data = collect(waveforms(fa), params.sample_rate, fa["labels"][()].astype(np.int64),
                    speakers, params=params, detector=SpeechDetector(), features=features,
                    cfg=cfg)
-    head, oof = fit_voice(data, cfg)
+    fit = np.isin(splits, list(voice_splits))
+    head, oof = fit_voice(data, cfg, fit)
+    heard = [s for s, used in zip(speakers, fit, strict=True) if used]
     emb = Embedder(state, spec, head.to_state(), cfg, params, device=device,
-                   extra={"voice_speakers": sorted(set(speakers)), "voice_clips": len(speakers),
+                   extra={"voice_speakers": sorted(set(heard)), "voice_clips": len(heard),
+                          "voice_splits": sorted(voice_splits),
                           "voice_examples": len(data.clips) + len(data.extra),
                           "voice_config": config_dict(cfg), "seed": seed})
     first = h5io.splits_of(fi, h5io.PREPROCESSED_IMAGES)[0]
@@ -164,7 +170,7 @@ def extract(image_h5: str | Path, audio_h5: str | Path, out_image_h5: str | Path
             out_audio_h5: str | Path, *, embedder_out: str | Path | None,
             embedder: str | Path | None = None, image_weights: str = "none",
             device: str = "cpu", precision: str = "auto", seed: int = 0,
-            folds: int = 4) -> dict:
+            folds: int = 4, voice_splits: Sequence[str] = SPLITS) -> dict:
     """Run the stage: make (or reuse) the embedder, then embed every image and clip."""
     timings: dict[str, float] = {}
     device = resolve_device(device)
@@ -176,7 +182,8 @@ def extract(image_h5: str | Path, audio_h5: str | Path, out_image_h5: str | Path
             emb = reuse_embedder(embedder, fi, fa, device=device)
         else:
             emb, oof = new_embedder(fi, fa, image_weights=image_weights, seed=seed,
-                                    folds=folds, device=device, precision=precision)
+                                    folds=folds, device=device, precision=precision,
+                                    voice_splits=voice_splits)
             if embedder_out:
                 emb.save(embedder_out)
                 log.info("saved the embedder to %s (id %s)", embedder_out, emb.embedder_id)
@@ -230,8 +237,18 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="auto: bf16 where the hardware has it and it agrees with fp32")
     p.add_argument("--folds", type=int, default=4,
                    help="speaker folds for out-of-fold audio embeddings (1: none)")
+    p.add_argument("--voice_splits", default=",".join(SPLITS), type=_splits,
+                   help="the splits whose clips the voice head learns from (default all; "
+                        "train,val keeps the test speakers unheard, for evaluate_videos.py)")
     p.add_argument("--seed", type=int, default=0)
     return p
+
+
+def _splits(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names or set(names) - set(SPLITS):
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of {', '.join(SPLITS)}")
+    return names
 
 
 def run(args: argparse.Namespace) -> None:
@@ -240,7 +257,7 @@ def run(args: argparse.Namespace) -> None:
                 embedder_out=None if args.embedder else args.embedder_out,
                 embedder=args.embedder, image_weights=args.image_weights,
                 device=args.device, precision=args.precision, seed=args.seed,
-                folds=args.folds)
+                folds=args.folds, voice_splits=args.voice_splits)
     log.info("wrote %s and %s (embedder %s, %s)", args.out_image_h5, args.out_audio_h5,
              s["embedder_id"], s["precision"])
 

@@ -268,6 +268,26 @@ def read_results(manifest: list[dict], results_dir: Path) -> dict[str, dict | st
     return out
 
 
+def heard_voices(manifest: list[dict], audio_h5: str | None,
+                 voice_speakers: list[str] | None) -> list[str] | None:
+    """The speakers of the composed clips whom the voice head learned from (their
+    audio side is then optimistic), or None when that cannot be told."""
+    if not audio_h5 or voice_speakers is None:
+        log.info("pass --audio_h5 to check that the voice head never heard these speakers")
+        return None
+    with h5io.open_checked(audio_h5, h5io.PREPROCESSED_AUDIO) as f:
+        speaker_of = dict(zip(h5io.read_strings(f["paths"]), h5io.read_strings(f["speakers"]),
+                              strict=True))
+    used = {speaker_of.get(seg["clip"]) for m in manifest for seg in m["segments"]}
+    heard = sorted(used & set(voice_speakers))
+    if heard:
+        log.warning("the voice head learned from %d of the %d speakers in these videos (%s): "
+                    "the audio side is optimistic; for an honest figure make the artifacts "
+                    "with extract_embeddings.py --voice_splits train,val", len(heard),
+                    len(used - {None}), ", ".join(heard))
+    return heard
+
+
 def log_report(report: dict) -> None:
     for group, r in report.items():
         rtf = "n/a" if r["real_time_factor"] is None else f"{r['real_time_factor']:.3f}"
@@ -325,6 +345,9 @@ def run(args: argparse.Namespace) -> dict:
         analyzer = Analyzer(a.embedder, a.multimodal, a.isolation)
         results = analyse(manifest, videos_dir, analyzer, out / "results")
     report = score(manifest, results)
+    if not args.results:
+        report["all"]["voices_heard_in_training"] = heard_voices(
+            manifest, args.audio_h5, analyzer.embedder.extra.get("voice_speakers"))
     log_report(report)
     write_json(out / "report.json", report)
     return report
