@@ -246,8 +246,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def _splits(text: str) -> list[str]:
     names = [s.strip() for s in text.split(",") if s.strip()]
-    if not names or set(names) - set(SPLITS):
-        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of {', '.join(SPLITS)}")
+    if "train" not in names or set(names) - set(SPLITS):
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of {', '.join(SPLITS)} "
+                                         "that holds train")
     return names
 
 
