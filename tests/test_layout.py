@@ -70,3 +70,18 @@ def test_no_import_cycles_between_modules():
 
     cycles = [name for name in graph if reaches(name, name)]
     assert cycles == []
+
+
+def test_the_package_never_imports_the_root_scripts():
+    """The scripts at the repository root wrap the package; an installed package
+    (pip install .) has no root scripts to import."""
+    scripts = {p.stem for p in PACKAGE.parent.glob("*.py")}
+    found = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found += [(name, a.name) for a in node.names if a.name.split(".")[0] in scripts]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                    and node.module.split(".")[0] in scripts:
+                found.append((name, node.module))
+    assert found == []

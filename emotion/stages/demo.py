@@ -5,8 +5,9 @@
 Generates the sample set (unless it is there) and a short meeting video whose
 emotion changes every 6 seconds, then runs pipeline.py on them with settings
 sized for a laptop: a short face-backbone training from scratch (this machine
-cannot download ImageNet's weights), a short audio-encoder training. Run
-again, it reuses every stage whose settings and inputs are unchanged. Every output is in --out.
+cannot download ImageNet's weights) and a short fusion training. Run again, it
+reuses every stage whose settings and inputs are unchanged. Every output is in
+--out.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pipeline
 from emotion.core import cli
+from emotion.stages import run_all
 from emotion.stages.sample_data import make_sample_set, make_video
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     video = sample / "meeting.mp4"
     if not video.is_file():
         make_video(video, VIDEO_SEGMENTS, frame_size=(320, 240), seed=11)
-    return pipeline.main([
+    return run_all.main([
         "--images", str(sample / "images"), "--audio", str(sample / "audio"),
         "--work", str(out), "--size", "112", "--workers", str(args.workers),
         "--face_epochs", "6", "--net_size", "64", "--folds", "3",
