@@ -4,7 +4,7 @@
         --embedder results/real/saved_models/embedder.pt \\
         --multimodal results/real/saved_models/multimodal_best.pth \\
         --isolation results/real/anomaly/isolation_forest.joblib
-    python tools/page_screenshot.py --generate 30 --out /tmp/page.png   # a generated 30 s video
+    python tools/page_screenshot.py --generate 30 --out page.png   # a generated 30 s video
 
 It starts the app in this process (the artifacts: the flags, else EMBEDDER_PATH,
 MULTIMODAL_PATH and ISOLATION_PATH as for the service), opens the page, chooses
