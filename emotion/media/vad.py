@@ -93,6 +93,11 @@ class SpeechDetector:
         self.threshold, self.min_speech_seconds = threshold, min_speech_seconds
         self.level_normalised = level_normalised
 
+    def settings(self) -> dict:
+        """What an embedder records of this gate (and builds it again from)."""
+        return {"threshold": self.threshold, "min_speech_seconds": self.min_speech_seconds,
+                "level_normalised": self.level_normalised}
+
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
         h = np.zeros((1, 1, 128), np.float32)

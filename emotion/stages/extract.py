@@ -93,18 +93,19 @@ def new_embedder(fi, fa, *, image_weights: str, seed: int, folds: int, device: s
         raise EmotionError(f"{fa.filename} has no train clips: it looks like an external test "
                            "set (made with --split test); pass --embedder PATH to embed it with "
                            "a trained embedder instead of fitting a new one on it")
-    features = VoiceFeatures(cfg.blocks)
+    features, gate = VoiceFeatures(cfg.blocks), SpeechDetector()
     data = collect(waveforms(fa), params.sample_rate, fa["labels"][()].astype(np.int64),
-                   speakers, params=params, detector=SpeechDetector(), features=features,
-                   cfg=cfg)
+                   speakers, params=params, detector=gate, features=features, cfg=cfg)
     fit = np.isin(splits, list(voice_splits))
     head, oof = fit_voice(data, cfg, fit)
     heard = [s for s, used in zip(speakers, fit, strict=True) if used]
-    emb = Embedder(state, spec, head.to_state(), cfg, params, device=device,
-                   extra={"voice_speakers": sorted(set(heard)), "voice_clips": len(heard),
-                          "voice_splits": sorted(voice_splits),
-                          "voice_examples": len(data.clips) + len(data.extra),
-                          "voice_config": config_dict(cfg), "seed": seed})
+    extra = {"voice_speakers": sorted(set(heard)), "voice_clips": len(heard),
+             "voice_splits": sorted(voice_splits),
+             "voice_examples": len(data.clips) + len(data.extra),
+             "voice_config": config_dict(cfg), "seed": seed}
+    emb = Embedder(state, spec, head.to_state(), cfg, params, speech_gate=gate.settings(),
+                   device=device, extra=extra)
+    emb._gate = gate  # the detector is loaded already
     first = h5io.splits_of(fi, h5io.PREPROCESSED_IMAGES)[0]
     sample = h5io.read_images(fi[first]["images"], slice(0, BATCH_PRECISION))
     emb = emb.with_precision(emb._images.choose_precision(sample, precision))
