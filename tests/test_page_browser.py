@@ -127,7 +127,7 @@ def test_page_uploads_a_video_and_draws_its_timeline(driver, site, files, tmp_pa
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    driver.get(f"{site}/")
+    browser.open_page(driver, f"{site}/")
     assert _count(driver, "#chart .band") == 0 and driver.find_element(By.ID, "meeting") \
         .get_attribute("value").startswith("meeting-")                 # a default id
     browser.analyse(driver, files["meeting"], meeting="m-42", participant="alice")
@@ -167,7 +167,7 @@ def test_page_uploads_a_video_and_draws_its_timeline(driver, site, files, tmp_pa
 def test_page_shows_errors_and_stays_usable(driver, site, files):
     from selenium.webdriver.common.by import By
 
-    driver.get(f"{site}/")
+    browser.open_page(driver, f"{site}/")
     error = driver.find_element(By.ID, "error")
     posts = "return performance.getEntriesByType('resource')" \
             ".filter((e) => e.name.endsWith('/analyze')).length"
@@ -233,7 +233,7 @@ def _known_result() -> dict:
 def test_page_marks_known_anomalies_and_fits_a_phone(driver, site):
     from selenium.webdriver.common.by import By
 
-    driver.get(f"{site}/")
+    browser.open_page(driver, f"{site}/")
     result = _known_result()
     browser.js(driver, "window.emotionPage.render(arguments[0])", result)
     _assert_page_shows(driver, result)

@@ -85,6 +85,18 @@ def wait(driver, condition, what: str, seconds: float = WAIT_S):
         raise AssertionError(f"{what}: not within {seconds:g} s ({shown})") from None
 
 
+def open_page(driver, url: str) -> None:
+    """Load the page at `url` and wait until its script has run (window.emotionPage set).
+
+    driver.get alone is not enough: loading the URL the browser already shows can
+    return while the old document still answers, before the new one's deferred
+    scripts have run (seen on CI as "Cannot read properties of undefined")."""
+    driver.get(url)
+    wait(driver, lambda d: js(d, "return document.readyState === 'complete' "
+                                 "&& !!window.emotionPage && !!window.EmotionChart"),
+         f"the page's scripts at {url}", 30)
+
+
 def js(driver, script: str, *args):
     return driver.execute_script(script, *args)
 

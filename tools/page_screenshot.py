@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         video = args.video or _generated(args.generate, Path(tmp))
         app = create_app(config)
         with browser.serve(app) as base, browser.chromium(args.width, 900) as driver:
-            driver.get(f"{base}/")
+            browser.open_page(driver, f"{base}/")
             seconds = browser.analyse(driver, video, meeting="meeting-1",
                                       participant=re.sub(r"[^A-Za-z0-9._:-]", "_", video.stem)[:64])
             error = driver.find_element(By.ID, "error")
