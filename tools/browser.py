@@ -86,11 +86,13 @@ def wait(driver, condition, what: str, seconds: float = WAIT_S):
 
 
 def open_page(driver, url: str) -> None:
-    """Load the page at `url` and wait until its script has run (window.emotionPage set).
+    """Load the page at `url` and wait until its scripts have run (window.emotionPage set).
 
-    driver.get alone is not enough: loading the URL the browser already shows can
-    return while the old document still answers, before the new one's deferred
-    scripts have run (seen on CI as "Cannot read properties of undefined")."""
+    driver.get alone was not enough on CI: reloading the URL the browser already showed
+    returned before the new document's deferred scripts had run ("Cannot read properties
+    of undefined (reading 'render')"). Going through about:blank first means the document
+    that passes the wait is the new one, never the old page."""
+    driver.get("about:blank")
     driver.get(url)
     wait(driver, lambda d: js(d, "return document.readyState === 'complete' "
                                  "&& !!window.emotionPage && !!window.EmotionChart"),
