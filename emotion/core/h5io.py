@@ -183,10 +183,6 @@ def attr_json(f: h5py.File | h5py.Group, name: str):
     return json.loads(f.attrs[name])
 
 
-def label_names_of(f: h5py.File) -> list[str]:
-    return json.loads(f.attrs["label_names"])
-
-
 # --------------------------------------------------------------------------
 # Streaming writes: datasets that grow by appending batches
 
@@ -280,11 +276,17 @@ def read_waveform(f: h5py.File, i: int) -> np.ndarray:
 # Images are stored uint8 by default; every reader goes through this function.
 
 
+def to_unit(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [0, 1]: how stored crops are read, stored as float32,
+    and how a face found at serving time is scaled (one rounding everywhere)."""
+    return pixels.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
 def read_images(ds: h5py.Dataset, index: slice | np.ndarray) -> np.ndarray:
     """Rows of an images dataset as float32 in [0, 1], whatever the stored dtype."""
     x = ds[index]
     if x.dtype == np.uint8:
-        return x.astype(np.float32) * np.float32(1.0 / 255.0)
+        return to_unit(x)
     return x.astype(np.float32, copy=False)
 
 

@@ -66,11 +66,6 @@ def canonical(name: str) -> str:
     return key
 
 
-def label_index(name: str) -> int:
-    """Index of a (canonical or synonym) name in ALL_LABELS."""
-    return ALL_LABELS.index(canonical(name))
-
-
 def check_label_names(found: Sequence[str], expected: Sequence[str] = ALL_LABELS,
                       *, what: str = "file") -> None:
     """Refuse a file or checkpoint whose label names differ from ours."""

@@ -31,8 +31,8 @@ import numpy as np
 
 from emotion.core.atomic import load_plain, save_atomic
 from emotion.core.errors import EmotionError, MediaError, SchemaError
-from emotion.core.h5io import library_versions
-from emotion.media.audio import AudioParams, prepare_clip
+from emotion.core.h5io import library_versions, to_unit
+from emotion.media.audio import AudioParams, prepare_clip, resample, to_mono
 from emotion.media.faces import FaceCrop, FaceFinder, FacePolicy
 from emotion.models import whisper
 from emotion.models.image_backbone import (
@@ -157,6 +157,12 @@ class Embedder:
         out = [self._images(images[i:i + BATCH]) for i in range(0, len(images), BATCH)]
         return np.concatenate(out) if out else np.zeros((0, IMAGE_DIM), np.float32)
 
+    def embed_faces(self, crops: list[FaceCrop]) -> np.ndarray:
+        """Crops from :meth:`face` -> (N, 512), scaled as the stored training crops are."""
+        if not crops:
+            return np.zeros((0, IMAGE_DIM), np.float32)
+        return self.embed_images(to_unit(np.stack([c.image for c in crops])))
+
     # ------------------------------------------------------------- audio
     def has_speech(self, y: np.ndarray | None) -> bool:
         """The speech gate, on audio at the training sample rate."""
@@ -179,12 +185,16 @@ class Embedder:
         return self._head.embed(self.voice_features(clips))
 
     def audio_embedding(self, y: np.ndarray | None, sr: int) -> np.ndarray | None:
-        """A window's audio -> its embedding, or None when the speech gate hears no one."""
-        if y is None or y.size == 0 or sr != self.audio_params.sample_rate \
-                or not self.has_speech(y):
+        """A window's audio at any rate -> its embedding, or None when the speech gate
+        hears no one. Brought to the training rate first, as preprocessing does."""
+        if y is None or y.size == 0:
+            return None
+        rate = self.audio_params.sample_rate
+        y = resample(to_mono(y), sr, rate)
+        if not self.has_speech(y):
             return None
         try:
-            clip, _ = prepare_clip(y, sr, self.audio_params)
+            clip, _ = prepare_clip(y, rate, self.audio_params)
         except MediaError:
             return None
         return self.embed_clips(clip[None])[0]

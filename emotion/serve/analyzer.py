@@ -3,8 +3,9 @@
 predict.py and the service both call :class:`Analyzer`. It loads the three
 artifacts once (embedder.pt, multimodal_best.pth, isolation_forest.joblib),
 refuses a set that does not belong together, and embeds every input with the
-same functions as training: the face detector and crop of preprocessing, the
-log-mel of preprocessing, the embedder's backbone and audio encoder.
+same functions as training: the face policy and crop scale of preprocessing,
+its clip preparation and speech gate, the embedder's image backbone and voice
+branch (Whisper features and the fitted head).
 
 Media with time is cut into windows of the training clip length. Per window:
 a few frames through the face policy (the one preprocessing used), the mean
@@ -118,8 +119,7 @@ class Analyzer:
         crops = [c for c in (self.embedder.face(f) for f in frames) if c.found]
         if not crops:
             return None, False
-        x = np.stack([c.image for c in crops]).astype(np.float32) * np.float32(1 / 255)
-        return self.embedder.embed_images(x).mean(0), any(c.detected for c in crops)
+        return self.embedder.embed_faces(crops).mean(0), any(c.detected for c in crops)
 
     def audio_embedding(self, y: np.ndarray | None) -> np.ndarray | None:
         """The window's embedding, or None when the speech gate hears no one."""

@@ -110,7 +110,7 @@ class _CropWriter:
             def write(batch: list, rows=rows) -> None:
                 imgs = np.stack([r[0] for r in batch])
                 if self.np_dtype is np.float32:
-                    imgs = imgs.astype(np.float32) / 255.0
+                    imgs = h5io.to_unit(imgs)
                 rows.append(images=imgs, labels=[r[1] for r in batch],
                             paths=[r[2] for r in batch],
                             face_detected=[r[3] for r in batch])

@@ -157,10 +157,7 @@ def embed_image_probes(emb, kind: str, n: int, rng: np.random.Generator
     h, w = 2 * s, (8 * s) // 3
     crops = [c for c in (emb.face(IMAGE_PROBES[kind](h, w, rng, i)) for i in range(n))
              if c.found]
-    if not crops:
-        return np.zeros((0, 512), np.float32), 0
-    images = np.stack([c.image for c in crops]).astype(np.float32) / 255.0
-    return emb.embed_images(images), len(crops)
+    return emb.embed_faces(crops), len(crops)
 
 
 def mismatched(image: np.ndarray, audio: np.ndarray, labels: np.ndarray, n: int,
