@@ -11,6 +11,7 @@ documents the venv. These tests import no TensorFlow and read no FER data.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -216,7 +217,7 @@ def test_tiny_image_and_large_min_face_size(images) -> None:
 
 
 def test_missing_mtcnn_package_says_how_to_install(monkeypatch) -> None:
-    monkeypatch.setattr(nets.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ImportError, match=r"pip install mtcnn==1\.0\.0"):
         nets.keras_weights("pnet")
 

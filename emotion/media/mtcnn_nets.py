@@ -8,7 +8,6 @@ imports TensorFlow. :mod:`emotion.media.mtcnn` runs the detection pipeline on th
 from __future__ import annotations
 
 import functools
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 
 from emotion.core.errors import EmotionError
+from emotion.core.paths import installed_path
 
 
 class MtcnnWeightsError(EmotionError, ImportError):
@@ -120,15 +120,10 @@ _FLATTENED = {"rnet": ("fc4", (64, 3, 3)), "onet": ("fc5", (128, 3, 3))}
 
 def weights_dir() -> Path:
     """The ``mtcnn`` package's weight folder, found without importing the package."""
-    hint = ("the MTCNN detector needs the weight files of the mtcnn package: "
-            "pip install mtcnn==1.0.0 (TensorFlow is not needed)")
-    spec = importlib.util.find_spec("mtcnn")
-    if spec is None or not spec.submodule_search_locations:
-        raise MtcnnWeightsError(f"mtcnn is not installed; {hint}")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "assets" / "weights"
-    if not folder.is_dir():
-        raise MtcnnWeightsError(f"no weight folder at {folder}; {hint}")
-    return folder
+    return installed_path("mtcnn", "assets/weights", error=MtcnnWeightsError,
+                          needed_for="the MTCNN detector needs the weight files of the mtcnn "
+                                     "package",
+                          install="pip install mtcnn==1.0.0 (TensorFlow is not needed)")
 
 
 def keras_weights(name: str) -> list[np.ndarray]:

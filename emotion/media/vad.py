@@ -18,13 +18,12 @@ noise for a voice.
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from emotion.core.errors import ArtifactError
+from emotion.core.paths import installed_path
 
 PACKAGE = "silero_vad"
 MODEL = "silero_vad_16k_sequence.onnx"
@@ -49,14 +48,10 @@ def level(audio: np.ndarray) -> np.ndarray:
 
 
 def model_file() -> Path:
-    spec = importlib.util.find_spec(PACKAGE)
-    hint = "pip install silero-vad==6.2.3 onnxruntime (the model ships in the wheel)"
-    if spec is None or not spec.submodule_search_locations:
-        raise ArtifactError(f"the speech gate needs silero-vad's model: {hint}")
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / MODEL
-    if not path.is_file():
-        raise ArtifactError(f"{path} is missing; reinstall: {hint}")
-    return path
+    return installed_path(PACKAGE, f"data/{MODEL}",
+                          needed_for="the speech gate needs silero-vad's model",
+                          install="pip install silero-vad==6.2.3 onnxruntime (the model "
+                                  "ships in the wheel)")
 
 
 def frame_blocks(audio: np.ndarray):

