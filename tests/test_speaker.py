@@ -1,0 +1,198 @@
+"""Light-ASD port: parity with the authors' code, batching, weight checks, its inputs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import python_speech_features
+
+from emotion.core.errors import ArtifactError, MediaError
+from emotion.media.speaker_inputs import asd_crop, mfcc, smooth_boxes, track_crops
+from emotion.models.speaker import WEIGHTS, ActiveSpeakerModel, common_length
+
+# Made by the authors' code (shared/models/light_asd/README.md): seeded random faces
+# and MFCCs, and the logits of both weight files.
+PARITY = Path(__file__).resolve().parent / "fixtures" / "light_asd_parity_synthetic.npz"
+FILE_KEY = {"ava": "pretrain_AVA_CVPR", "talkset": "finetuning_TalkSet"}
+TOLERANCE = 1e-3
+
+
+@pytest.fixture(scope="module")
+def parity():
+    with np.load(PARITY) as z:
+        return dict(z)
+
+
+@pytest.fixture(scope="module", params=sorted(WEIGHTS))
+def model(request):
+    return ActiveSpeakerModel.load(weights=request.param)
+
+
+def test_weights_reproduce_the_authors_logits(model, parity):
+    key = FILE_KEY[model.weights]
+    av = model.score(parity["video_gray"], parity["mfcc"])
+    v = model.visual_only(parity["video_gray"])
+    gap_av = float(np.abs(av - parity[f"scores_{key}"]).max())
+    gap_v = float(np.abs(v - parity[f"visual_only_{key}"]).max())
+    print(f"{model.weights}: max |diff| audio-visual {gap_av:.2e}, visual-only {gap_v:.2e}")
+    assert av.shape == v.shape == (len(parity["video_gray"]),)
+    assert av.dtype == np.float32
+    assert gap_av <= TOLERANCE and gap_v <= TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def ava():
+    return ActiveSpeakerModel.load(weights="ava")
+
+
+def test_a_batch_scores_each_face_as_alone(ava, parity):
+    model = ava
+    faces, feats = parity["video_gray"][:8], parity["mfcc"][:32]
+    one = model.score(faces, feats)
+    other = model.score(faces[::-1].copy(), feats)
+    batch = model.score(np.stack([faces, faces[::-1], faces]), feats)   # shared sound
+    assert batch.shape == (3, len(faces))
+    np.testing.assert_allclose(batch[0], one, atol=1e-4)
+    np.testing.assert_allclose(batch[1], other, atol=1e-4)
+    np.testing.assert_allclose(batch[2], one, atol=1e-4)
+    per_face = model.score(np.stack([faces, faces]), np.stack([feats, feats]))
+    np.testing.assert_allclose(per_face, np.stack([one, one]), atol=1e-4)
+    vis = model.visual_only(np.stack([faces, faces]))
+    np.testing.assert_allclose(vis[1], model.visual_only(faces), atol=1e-4)
+
+
+def test_uneven_lengths_are_cut_like_the_authors(ava, parity):
+    model = ava
+    faces, feats = parity["video_gray"], parity["mfcc"]            # 20 frames, 80 MFCCs
+    assert common_length(81, 323) == 80 and common_length(20, 90) == 20
+    short = model.score(faces[:10], feats[:39])                    # 39 MFCCs: 9 frames
+    assert short.shape == (9,)
+    np.testing.assert_allclose(short, model.score(faces[:9], feats[:36]), atol=1e-5)
+    assert model.score(faces[:5], feats).shape == (5,)
+
+
+def test_bad_inputs_say_what_is_wrong(ava, parity):
+    model = ava
+    faces, feats = parity["video_gray"], parity["mfcc"]
+    with pytest.raises(MediaError, match="112"):
+        model.score(faces[:, :64, :64], feats)
+    with pytest.raises(MediaError, match="uint8"):
+        model.visual_only(faces.astype(np.float32))
+    with pytest.raises(MediaError, match="13"):
+        model.score(faces, feats[:, :12])
+    with pytest.raises(MediaError, match="at least 4"):
+        model.score(faces, feats[:3])
+    with pytest.raises(MediaError, match="3 MFCC sequences for 2"):
+        model.score(np.stack([faces, faces]), np.stack([feats] * 3))
+
+
+def test_a_missing_or_altered_weight_file_is_named(tmp_path):
+    with pytest.raises(ArtifactError, match="no such file.*reinstall"):
+        ActiveSpeakerModel.load(tmp_path / "pretrain_AVA_CVPR.model")
+    altered = tmp_path / "pretrain_AVA_CVPR.model"
+    shutil.copyfile(ActiveSpeakerModel.load().path, altered)
+    with altered.open("r+b") as f:
+        f.seek(-1, 2)
+        f.write(b"\x00" if f.read(1) != b"\x00" else b"\x01")
+    with pytest.raises(ArtifactError, match=f"{altered}.*sha256.*expected {WEIGHTS['ava'][1]}"):
+        ActiveSpeakerModel.load(altered)
+    with pytest.raises(ArtifactError, match="choose one of ava, talkset"):
+        ActiveSpeakerModel.load(weights="columbia")
+    # the talkset file is a good file, but not the one asked for
+    talkset = ActiveSpeakerModel.load(weights="talkset").path
+    with pytest.raises(ArtifactError, match="sha256"):
+        ActiveSpeakerModel.load(talkset, weights="ava")
+
+
+# ------------------------------------------------------------------------- the inputs
+
+def _speech(rng, seconds: float = 1.3) -> np.ndarray:
+    t = np.arange(int(16_000 * seconds)) / 16_000
+    tone = 0.3 * np.sin(2 * np.pi * (150 + 80 * t) * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    return (tone + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def test_mfcc_is_python_speech_features_on_16_bit_samples(rng):
+    audio = _speech(rng)
+    pcm = np.clip(np.rint(audio * 32768), -32768, 32767).astype(np.int16)
+    want = python_speech_features.mfcc(pcm, 16000, numcep=13, winlen=0.025, winstep=0.010)
+    got = mfcc(pcm)
+    assert got.shape == (1 + int(np.ceil((pcm.size - 400) / 160)), 13) == want.shape
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(mfcc(audio), got)                  # floats in [-1, 1]
+    assert np.abs(mfcc(audio / 2)[:, 0] - got[:, 0]).mean() > 0.5    # energy is kept
+
+
+def test_mfcc_refuses_what_it_cannot_use():
+    with pytest.raises(MediaError, match="16000 Hz"):
+        mfcc(np.zeros(800, np.int16), 8000)
+    with pytest.raises(MediaError, match="mono"):
+        mfcc(np.zeros((800, 2), np.int16))
+    with pytest.raises(MediaError, match="no audio"):
+        mfcc(np.zeros(0, np.float32))
+    with pytest.raises(MediaError, match="NaN"):
+        mfcc(np.full(800, np.nan, np.float32))
+
+
+def _authors_crop(frame_rgb, box, cs=0.4):
+    """The authors' crop_video + evaluate_network steps, as written there (BGR frames,
+    the whole frame padded), without their lossy video round trip."""
+    image = np.ascontiguousarray(frame_rgb[:, :, ::-1])
+    bs = max(box[3] - box[1], box[2] - box[0]) / 2
+    bsi = int(bs * (1 + 2 * cs))
+    frame = np.pad(image, ((bsi, bsi), (bsi, bsi), (0, 0)), "constant", constant_values=110)
+    my, mx = (box[1] + box[3]) / 2 + bsi, (box[0] + box[2]) / 2 + bsi
+    face = frame[int(my - bs):int(my + bs * (1 + 2 * cs)),
+                 int(mx - bs * (1 + cs)):int(mx + bs * (1 + cs))]
+    face = cv2.cvtColor(cv2.resize(face, (224, 224)), cv2.COLOR_BGR2GRAY)
+    return face[56:168, 56:168]
+
+
+def test_asd_crop_matches_the_authors_crop(rng):
+    frame = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    boxes = [(100.3, 60.7, 180.2, 150.9),      # inside
+             (-20.0, -15.5, 40.0, 50.0),       # over the top-left corner
+             (280.4, 200.1, 330.0, 260.0),     # over the bottom-right corner
+             (150.0, 100.0, 160.5, 108.0)]     # small
+    for box in boxes:
+        got = asd_crop(frame, box)
+        assert got.shape == (112, 112) and got.dtype == np.uint8
+        np.testing.assert_array_equal(got, _authors_crop(frame, box))
+
+
+def test_asd_crop_refuses_empty_boxes_and_bad_frames(rng):
+    frame = rng.integers(0, 256, (50, 50, 3), dtype=np.uint8)
+    with pytest.raises(MediaError, match="empty"):
+        asd_crop(frame, (10, 10, 10.5, 10.5))
+    with pytest.raises(MediaError, match="not finite"):
+        asd_crop(frame, (np.nan, 0, 20, 20))
+    with pytest.raises(MediaError, match="RGB"):
+        asd_crop(frame[:, :, 0], (0, 0, 20, 20))
+
+
+def test_smooth_boxes_drops_a_jump_and_keeps_short_tracks(rng):
+    track = np.tile([40.0, 30.0, 80.0, 90.0], (20, 1)) + rng.normal(0, 0.1, (20, 4))
+    jumped = track.copy()
+    jumped[7] += 60                                   # one wrong detection
+    smooth = smooth_boxes(jumped)
+    assert np.abs(smooth - smooth_boxes(track)).max() < 1.0
+    side = smooth[:, 2] - smooth[:, 0]
+    np.testing.assert_allclose(side, smooth[:, 3] - smooth[:, 1])    # squares
+    assert np.all(np.abs(side - 60) < 1.0)            # the box's larger side, 60
+    short = smooth_boxes(track[:3])                   # under 7 frames: not emptied
+    assert np.all(short[:, 2] - short[:, 0] > 50)
+
+
+def test_track_crops_cuts_every_frame(rng):
+    frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(5)]
+    boxes = np.tile([50.0, 30.0, 100.0, 90.0], (5, 1))
+    crops = track_crops(frames, boxes)
+    assert crops.shape == (5, 112, 112)
+    np.testing.assert_array_equal(crops[3], asd_crop(frames[3], boxes[3]))
+    with pytest.raises(MediaError, match="5 frames but 4 boxes"):
+        track_crops(frames, boxes[:4])
