@@ -172,7 +172,20 @@ def test_asd_crop_refuses_empty_boxes_and_bad_frames(rng):
     with pytest.raises(MediaError, match="not finite"):
         asd_crop(frame, (np.nan, 0, 20, 20))
     with pytest.raises(MediaError, match="RGB"):
-        asd_crop(frame[:, :, 0], (0, 0, 20, 20))
+        asd_crop(frame[:, :, :2], (0, 0, 20, 20))
+    with pytest.raises(MediaError, match="uint8"):
+        asd_crop(frame.astype(np.float32), (0, 0, 20, 20))
+
+
+def test_asd_crop_of_a_grey_frame_is_the_rgb_frames_crop(rng):
+    """Video decoding gives grey frames (the luma plane): cut the same as RGB, made grey."""
+    import cv2
+
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), (7, 7), 2)
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    for box in [(100.0, 60.0, 160.0, 130.0), (-20.0, -10.0, 40.0, 50.0)]:
+        diff = np.abs(asd_crop(grey, box).astype(int) - asd_crop(frame, box).astype(int))
+        assert diff.max() <= 2
 
 
 def test_smooth_boxes_drops_a_jump_and_keeps_short_tracks(rng):

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from emotion.core.errors import ArtifactError
+from emotion.media.images import iou
 
 MODEL = Path(__file__).resolve().parent / "assets" / "face_detection_short_range.tflite"
 MODEL_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
@@ -119,8 +120,16 @@ class BlazeFace:
         boxes[:, [1, 3]] = ((boxes[:, [1, 3]] - oy) / s).clip(0, h)
         return boxes, sc
 
-    def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, rgb: np.ndarray, *, scan: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The faces of a picture. `scan` looks for every face, not only the first found:
+        the whole picture, then squares of its short side, then of half of it (a meeting's
+        gallery view: tiles of faces too small for the 128-px view of the whole)."""
         boxes, scores = self._once(rgb)
+        if scan:  # its first level is what _whole tiles when the picture shows nothing
+            return self._scan(rgb, boxes, scores)
+        return self._whole(rgb, boxes, scores)
+
+    def _whole(self, rgb, boxes, scores) -> tuple[np.ndarray, np.ndarray]:
         h, w = rgb.shape[:2]
         if len(scores) or not self.tiles or h == w:
             return boxes, scores
@@ -134,3 +143,35 @@ class BlazeFace:
             found_s.append(s)
         b, s = np.concatenate(found_b), np.concatenate(found_s)
         return weighted_nms(b, s) if len(s) else (b, s)
+
+    def _scan(self, rgb: np.ndarray, boxes: np.ndarray, scores: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Add the faces that squares of the short side and of half of it find and
+        `boxes` lack; the boxes found before are kept as they are (so a one-face
+        picture's face is cut exactly as without the scan)."""
+        h, w = rgb.shape[:2]
+        for side in (min(h, w), min(h, w) // 2):
+            if side < 48 or (side == h == w):
+                continue
+            found_b, found_s = [], []
+            for y in _offsets(h, side):
+                for x in _offsets(w, side):
+                    b, s = self._once(np.ascontiguousarray(rgb[y:y + side, x:x + side]))
+                    b[:, [0, 2]] += x
+                    b[:, [1, 3]] += y
+                    found_b.append(b)
+                    found_s.append(s)
+            b, s = np.concatenate(found_b), np.concatenate(found_s)
+            if len(s):
+                b, s = weighted_nms(b, s)
+                new = [i for i in range(len(b)) if all(iou(b[i], k) < NMS_IOU for k in boxes)]
+                boxes, scores = np.concatenate([boxes, b[new]]), np.concatenate([scores, s[new]])
+        return boxes, scores
+
+
+def _offsets(length: int, side: int) -> np.ndarray:
+    """Starts of squares of `side` covering `length`, overlapping by about a third."""
+    if length <= side:
+        return np.zeros(1, int)
+    n = int(np.ceil((length - side) / (side * 2 / 3))) + 1
+    return np.linspace(0, length - side, n).round().astype(int)

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MAX_FRAME_SIDE = 720   # frames are scaled down to this before face detection
 FRAMES_PER_WINDOW = 3
+DENSE_FPS = 25.0       # the active-speaker network's frame rate (Light-ASD)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class MediaInfo:
     has_video: bool
     has_audio: bool
     format: str
+    width: int = 0           # the first video stream's frame size (0 without one)
+    height: int = 0
 
 
 def _open(path: str | Path):
@@ -64,8 +67,10 @@ def probe(path: str | Path) -> MediaInfo:
                 if s.duration and s.time_base:
                     duration = max(duration, float(s.duration * s.time_base))
         fmt = c.format.name if c.format else "unknown"
+        size = (int(video[0].codec_context.width or 0), int(video[0].codec_context.height or 0)) \
+            if video else (0, 0)
         # An image decoded by FFmpeg is a one-frame "video" with no duration.
-        return MediaInfo(duration, bool(video), bool(audio), fmt)
+        return MediaInfo(duration, bool(video), bool(audio), fmt, *size)
 
 
 @dataclass
@@ -75,7 +80,34 @@ class Window:
     end: float
     audio: np.ndarray | None = None            # float32 mono at the requested rate
     frames: list[np.ndarray] = field(default_factory=list)  # RGB uint8
+    times: list[float] = field(default_factory=list)         # each frame's time
     slots: list[float] = field(default_factory=list)         # frame times still wanted
+    # with dense_fps: grey frames at that rate (the same scale as `frames`), their times
+    gray: list[np.ndarray] = field(default_factory=list)
+    gray_times: list[float] = field(default_factory=list)
+    gray_slots: list[float] = field(default_factory=list)
+
+
+def _gray(frame, max_side: int) -> np.ndarray:
+    """A frame's luma as 8-bit grey at `_scaled`'s size. The Y plane of a YUV frame is
+    its grey picture (limited range stretched to full, as cv2's RGB-to-grey gives);
+    taking it costs a copy, where FFmpeg's conversion costs milliseconds."""
+    import cv2
+
+    w, h = frame.width, frame.height
+    fmt = frame.format.name
+    if fmt.startswith(("yuv", "yuvj", "nv12", "nv21")) and frame.planes:
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w]
+        if not fmt.startswith("yuvj"):
+            y = cv2.convertScaleAbs(y, alpha=255 / 219, beta=-16 * 255 / 219)
+    else:
+        y = frame.to_ndarray(format="gray")
+    s = min(1.0, max_side / max(w, h))
+    if s < 1.0:
+        size = (max(2, int(w * s) // 2 * 2), max(2, int(h * s) // 2 * 2))
+        return cv2.resize(y, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(y)
 
 
 def _scaled(frame, max_side: int) -> np.ndarray:
@@ -96,9 +128,12 @@ class _Cutter:
     """
 
     def __init__(self, *, window: float, hop: float, sample_rate: int,
-                 frames_per_window: int, has_audio: bool, has_video: bool):
+                 frames_per_window: int, has_audio: bool, has_video: bool,
+                 dense_fps: float | None = None):
         self.window, self.hop, self.sr = window, hop, sample_rate
         self.frames_per_window = frames_per_window
+        self.dense_fps = dense_fps
+        self.last_frame: tuple[float, np.ndarray] | None = None  # for a short last window
         self.has_audio, self.has_video = has_audio, has_video
         self.buf: list[np.ndarray] = []
         self.buf_start = 0
@@ -116,22 +151,35 @@ class _Cutter:
         while self.next_index * self.hop <= t:
             start = self.next_index * self.hop
             step = self.window / self.frames_per_window
+            dense = ([start + k / self.dense_fps
+                      for k in range(int(round(self.window * self.dense_fps)))]
+                     if self.dense_fps else [])
             self.pending.append(Window(self.next_index, start, start + self.window,
                                        slots=[start + (k + 0.5) * step
-                                              for k in range(self.frames_per_window)]))
+                                              for k in range(self.frames_per_window)],
+                                       gray_slots=dense))
             self.next_index += 1
 
     def add_frame(self, frame, t: float) -> None:
         """Give the frame at time `t` to every open window with a slot at or before it."""
         self.t_video = t
         self.open_until(t)
-        rgb = None
+        rgb = gray = None
         for w in self.pending:
             while w.slots and w.slots[0] <= t:
                 w.slots.pop(0)
                 if rgb is None:
                     rgb = _scaled(frame, MAX_FRAME_SIDE)
                 w.frames.append(rgb)
+                w.times.append(t)
+            # every dense slot up to this frame takes it (a slower video repeats frames)
+            while w.gray_slots and w.gray_slots[0] <= t + 0.5 / (self.dense_fps or 1):
+                w.gray_slots.pop(0)
+                if gray is None:
+                    gray = _gray(frame, MAX_FRAME_SIDE)
+                w.gray.append(gray)
+                w.gray_times.append(t)
+        self.last_frame = (t, frame)
 
     def add_audio(self, samples: np.ndarray) -> None:
         self.buf.append(samples)
@@ -142,7 +190,7 @@ class _Cutter:
         if final:
             return True
         audio_ok = not self.has_audio or self.n_audio >= int(round(w.end * self.sr))
-        video_ok = not self.has_video or not w.slots
+        video_ok = not self.has_video or (not w.slots and not w.gray_slots)
         return audio_ok and video_ok
 
     def _slice(self, start: float, end: float) -> np.ndarray:
@@ -168,7 +216,12 @@ class _Cutter:
                 continue
             if self.has_audio:
                 w.audio = self._slice(w.start, w.end)
-            w.slots = []
+            if final and not w.frames and self.last_frame and self.last_frame[0] >= w.start:
+                # a last window shorter than the frame spacing: its slots fell after the
+                # end, but its frames are on screen (the last decoded one stands for them)
+                w.frames.append(_scaled(self.last_frame[1], MAX_FRAME_SIDE))
+                w.times.append(self.last_frame[0])
+            w.slots, w.gray_slots = [], []
             self._drop_before(self.pending[0].start if self.pending else w.end)
             yield w
 
@@ -234,12 +287,13 @@ def _feed(packet, video_stream, track: _AudioTrack | None, cut: _Cutter) -> None
 
 def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: int,
                  frames_per_window: int = FRAMES_PER_WINDOW, use_video: bool = True,
-                 use_audio: bool = True, max_duration: float | None = None
-                 ) -> Iterator[Window]:
+                 use_audio: bool = True, max_duration: float | None = None,
+                 dense_fps: float | None = None) -> Iterator[Window]:
     """Decode once, in order, and yield each window when everything in it is decoded.
 
     A window holds the audio of [start, end) (None when the file has no audio
-    track) and up to `frames_per_window` frames at evenly spaced times in it.
+    track) and up to `frames_per_window` frames at evenly spaced times in it;
+    with `dense_fps`, also its frames in grey at that rate (for lip movement).
     The last window ends where the media ends. Raises MediaError for a file
     that cannot be decoded, or that exceeds `max_duration` seconds.
     """
@@ -259,7 +313,7 @@ def iter_windows(path: str | Path, *, window: float, hop: float, sample_rate: in
         track = _AudioTrack(as_, sample_rate) if as_ is not None else None
         cut = _Cutter(window=window, hop=hop, sample_rate=sample_rate,
                       frames_per_window=frames_per_window, has_audio=as_ is not None,
-                      has_video=vs is not None)
+                      has_video=vs is not None, dense_fps=dense_fps)
         for packet in c.demux(*[s for s in (vs, as_) if s is not None]):
             _feed(packet, vs, track, cut)
             if max_duration is not None and cut.decoded_until > max_duration:

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from emotion.core.errors import EmotionError
-from emotion.media.images import center_square, crop_square, square_around
+from emotion.media.images import center_square, crop_square, iou, square_around
 
 DETECTORS = ("blazeface", "mtcnn", "haar")
 GREY = 128
@@ -59,6 +59,7 @@ class FacePolicy:
 class FaceCrop:
     image: np.ndarray | None  # (size, size, 3) uint8 RGB, or None when there is no face
     detected: bool            # the detector found it (else the verified centre square)
+    box: tuple[float, float, float, float] | None = None  # the face in the picture's pixels
 
     @property
     def found(self) -> bool:
@@ -91,8 +92,8 @@ class BlazeDetector:
 
         self._blaze = BlazeFace(min_score=min_score)
 
-    def detect(self, rgb: np.ndarray) -> np.ndarray:
-        return self._blaze.detect(rgb)[0]
+    def detect(self, rgb: np.ndarray, *, scan: bool = False) -> np.ndarray:
+        return self._blaze.detect(rgb, scan=scan)[0]
 
 
 class MtcnnDetector:
@@ -179,14 +180,53 @@ class FaceFinder:
             return None
         return box
 
+    def all_faces(self, rgb: np.ndarray, *, min_side: float = 0.0, scan: bool = True,
+                  hints=()) -> list[FaceCrop]:
+        """Every face of a picture under the policy, largest first: each detector box at
+        least `min_side` px that O-Net confirms, cropped as :meth:`__call__` crops the
+        largest; when none is confirmed, the verified centre square (as there).
+
+        `scan` also looks at squares of half the picture's side (a gallery's small
+        tiles; BlazeFace only); without it, each of the `hints` (boxes of faces found
+        in a recent frame) that no box overlaps is kept if O-Net confirms a face there
+        still: a tile's face is followed at the cost of one O-Net pass, not a scan."""
+        with self._lock:
+            view, scale, offset = detection_view(rgb, self.policy)
+            if isinstance(self._detector, BlazeDetector):
+                boxes = self._detector.detect(view, scan=scan)
+            else:  # the others look at the whole picture at every scale already
+                boxes = self._detector.detect(view)
+            boxes = list((boxes - offset) / scale)
+            confirmed = [False] * len(boxes)
+            if not scan:
+                for h in hints:
+                    if all(iou(h, b) < 0.3 for b in boxes):
+                        boxes.append(np.asarray(h, np.float32))
+                        confirmed.append(False)
+            out = []
+            areas = [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
+            for i in np.argsort(-np.asarray(areas), kind="stable"):
+                box = tuple(float(v) for v in boxes[i])
+                if max(box[2] - box[0], box[3] - box[1]) < min_side or (
+                        self.policy.confirm > 0 and not confirmed[i] and self._verifier(
+                            rgb, square_around(box, 0.0)) < self.policy.confirm):
+                    continue
+                out.append(FaceCrop(crop_square(rgb, square_around(box, self.policy.margin),
+                                                self.size), True, box))
+            if not out and self.policy.fallback is not None:
+                centre = center_square(rgb.shape[1], rgb.shape[0])
+                if self._verifier(rgb, centre) >= self.policy.fallback:
+                    out.append(FaceCrop(crop_square(rgb, centre, self.size), False, centre))
+        return out
+
     def __call__(self, rgb: np.ndarray) -> FaceCrop:
         with self._lock:
             box = self.largest_face(rgb)
             if box is not None:
                 return FaceCrop(crop_square(rgb, square_around(box, self.policy.margin),
-                                            self.size), True)
+                                            self.size), True, tuple(float(v) for v in box))
             centre = center_square(rgb.shape[1], rgb.shape[0])
             if self.policy.fallback is not None and \
                     self._verifier(rgb, centre) >= self.policy.fallback:
-                return FaceCrop(crop_square(rgb, centre, self.size), False)
+                return FaceCrop(crop_square(rgb, centre, self.size), False, centre)
         return FaceCrop(None, False)

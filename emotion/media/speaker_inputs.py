@@ -86,11 +86,15 @@ def asd_crop(frame_rgb: np.ndarray, box: Sequence[float], *,
     With s = max(w, h) / 2 and (cx, cy) the box's centre: rows cy - s to
     cy + s (1 + 2 scale), columns cx - s (1 + scale) to cx + s (1 + scale) (the mouth
     sits low in the crop), grey 110 outside the frame, resized to 224 x 224, made grey,
-    and the centre 112 x 112 kept. Indices are truncated as the authors' code does
+    and the centre 112 x 112 kept (a grey frame, as video decoding gives for every
+    frame, is cut the same way; resizing and making grey commute up to rounding).
+    Indices are truncated as the authors' code does
     on the frame padded by s (1 + 2 scale)."""
     frame = np.asarray(frame_rgb)
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise MediaError(f"frame must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
+    grey_in = frame.ndim == 2
+    if not (grey_in or (frame.ndim == 3 and frame.shape[2] == 3)) or frame.dtype != np.uint8:
+        raise MediaError(f"frame must be (H, W, 3) uint8 RGB or (H, W) uint8 grey, got "
+                         f"{frame.shape} {frame.dtype}")
     x1, y1, x2, y2 = (float(v) for v in box)
     s = max(x2 - x1, y2 - y1) / 2
     if not np.isfinite([x1, y1, x2, y2]).all() or s < 1:
@@ -101,12 +105,13 @@ def asd_crop(frame_rgb: np.ndarray, box: Sequence[float], *,
     # then shifted back by the padding: the frame itself is never padded.
     r0, r1 = int(cy + pad - s) - pad, int(cy + pad + s * (1 + 2 * scale)) - pad
     c0, c1 = int(cx + pad - s * (1 + scale)) - pad, int(cx + pad + s * (1 + scale)) - pad
-    crop = np.full((r1 - r0, c1 - c0, 3), GREY_FILL, dtype=np.uint8)
+    crop = np.full((r1 - r0, c1 - c0) + frame.shape[2:], GREY_FILL, dtype=np.uint8)
     h, w = frame.shape[:2]
     fr0, fr1, fc0, fc1 = max(r0, 0), min(r1, h), max(c0, 0), min(c1, w)
     if fr0 < fr1 and fc0 < fc1:
         crop[fr0 - r0:fr1 - r0, fc0 - c0:fc1 - c0] = frame[fr0:fr1, fc0:fc1]
-    grey = cv2.cvtColor(cv2.resize(crop, (2 * CROP_SIZE, 2 * CROP_SIZE)), cv2.COLOR_RGB2GRAY)
+    big = cv2.resize(crop, (2 * CROP_SIZE, 2 * CROP_SIZE))
+    grey = big if grey_in else cv2.cvtColor(big, cv2.COLOR_RGB2GRAY)
     lo = CROP_SIZE // 2
     return np.ascontiguousarray(grey[lo:lo + CROP_SIZE, lo:lo + CROP_SIZE])
 

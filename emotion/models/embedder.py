@@ -149,6 +149,15 @@ class Embedder:
             self._faces = FaceFinder(self.image.face, self.image.input_size)
         return self._faces(rgb)
 
+    def faces(self, rgb: np.ndarray, *, min_side: float = 0.0, scan: bool = True,
+              hints=()) -> list[FaceCrop]:
+        """Every face of a picture under the face policy, largest first (a meeting's
+        participants); the first is the one :meth:`face` gives
+        (:meth:`FaceFinder.all_faces`)."""
+        if self._faces is None:
+            self._faces = FaceFinder(self.image.face, self.image.input_size)
+        return self._faces.all_faces(rgb, min_side=min_side, scan=scan, hints=hints)
+
     def embed_images(self, images: np.ndarray) -> np.ndarray:
         """(N, S, S, 3) floats in [0,1], S = the crop size -> (N, 512)."""
         if images.ndim != 4 or images.shape[1:] != (self.image.input_size,) * 2 + (3,):

@@ -28,13 +28,14 @@ import numpy as np
 from emotion.core.errors import ArtifactError, EmotionError, MediaError
 from emotion.core.labels import EMOTIONS
 from emotion.core.paths import DEFAULT
-from emotion.media.decode import FRAMES_PER_WINDOW, iter_windows, probe
+from emotion.media.decode import DENSE_FPS, FRAMES_PER_WINDOW, MAX_FRAME_SIDE, iter_windows, probe
 from emotion.media.images import load_image
 from emotion.models.anomaly import AnomalyDetector, load_detector
 from emotion.models.embedder import Embedder, settings_differ
 from emotion.models.fusion import load_checkpoint, predict_proba
 from emotion.models.image_backbone import IMAGE_DIM
 from emotion.models.voice import EMBED_DIM as AUDIO_DIM
+from emotion.serve.meeting import Meeting, MeetingOptions
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class Options:
     hop: float | None = None            # seconds between window starts; None: the window
     frames_per_window: int = FRAMES_PER_WINDOW
     max_duration: float | None = None   # refuse longer media (seconds)
+    meeting: MeetingOptions = MeetingOptions()
 
 
 def _mean_weighted(values: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -66,6 +68,7 @@ class Analyzer:
         except EmotionError as e:
             raise ArtifactError(str(e)) from None
         self.options = options
+        self._speaker_model = None
         self._check_together()
 
     # ------------------------------------------------------------ set-up
@@ -108,6 +111,9 @@ class Analyzer:
                 "voice_branch": {"encoder": "whisper-tiny.en", "blocks": list(e.voice.blocks)},
                 "speech_gate": e.gate_settings(), "model_epoch": self.ckpt.get("epoch"),
                 "window_seconds": self.window, "hop_seconds": self.hop,
+                "active_speaker": {"network": "light-asd",
+                                   "weights": self.options.meeting.asd_weights,
+                                   "min_face": self.options.meeting.min_face},
                 "label_names": list(EMOTIONS), "artifacts": dict(self.paths),
                 "versions": {k: self.ckpt.get("versions", {}).get(k)
                              for k in ("torch", "torchvision", "scikit-learn")}}
@@ -120,6 +126,27 @@ class Analyzer:
         if not crops:
             return None, False
         return self.embedder.embed_faces(crops).mean(0), any(c.detected for c in crops)
+
+    def faces_of(self, frames: list[np.ndarray]) -> tuple[list[list], np.ndarray]:
+        """Every face of every frame (largest first) and their embeddings, one batch."""
+        faces, hints = [], []
+        for k, f in enumerate(frames):
+            # the first frame is scanned for every face; the others follow what it found
+            faces.append(self.embedder.faces(f, min_side=self.options.meeting.min_face,
+                                             scan=k == 0, hints=hints))
+            if k == 0:
+                hints = [c.box for c in faces[0] if c.detected]
+        return faces, self.embedder.embed_faces([c for fs in faces for c in fs])
+
+    @property
+    def speaker_model(self):
+        """The active-speaker network, loaded on first use (videos only)."""
+        if self._speaker_model is None:
+            from emotion.models.speaker import ActiveSpeakerModel
+
+            self._speaker_model = ActiveSpeakerModel.load(
+                weights=self.options.meeting.asd_weights)
+        return self._speaker_model
 
     def audio_embedding(self, y: np.ndarray | None) -> np.ndarray | None:
         """The window's embedding, or None when the speech gate hears no one."""
@@ -206,7 +233,8 @@ class Analyzer:
         sr = self.embedder.audio_params.sample_rate
         return iter_windows(path, window=self.window, hop=self.hop, sample_rate=sr,
                             frames_per_window=self.options.frames_per_window,
-                            use_video=use_video, max_duration=self.options.max_duration)
+                            use_video=use_video, max_duration=self.options.max_duration,
+                            dense_fps=DENSE_FPS if use_video else None)
 
     def analyze_audio(self, audio: str | Path) -> dict:
         started = time.perf_counter()
@@ -239,11 +267,19 @@ class Analyzer:
         if not info.has_video:
             raise MediaError(f"{name}: holds no video stream"
                              + (" (it is audio: analyse it as audio)" if info.has_audio else ""))
+        side = max(info.width, info.height)
+        meeting = Meeting(self.speaker_model, options=self.options.meeting,
+                          frame_scale=side / MAX_FRAME_SIDE if side > MAX_FRAME_SIDE else 1.0)
         timeline, end = [], 0.0
         for w in self._iter(video, use_video=True):
-            img, detected = self.image_embedding(w.frames)
-            timeline.append(self._window(w, img, self.audio_embedding(w.audio),
-                                         face_detected=detected))
+            faces, emb = self.faces_of(w.frames)
+            # the window's own face, as before participants: each frame's largest
+            rows = np.cumsum([0] + [len(fs) for fs in faces[:-1]])[[bool(fs) for fs in faces]]
+            img = emb[rows].mean(0) if len(rows) else None
+            audio = self.audio_embedding(w.audio)
+            timeline.append(self._window(w, img, audio, face_detected=any(
+                fs[0].detected for fs in faces if fs)))
+            meeting.observe(w, faces, emb, audio)
             end = w.end
         if end <= 0:
             raise MediaError(f"{name}: zero duration")
@@ -260,7 +296,11 @@ class Analyzer:
             warnings.append("the video has no audio track: the timeline is image only")
         elif not speech:
             warnings.append("no speech heard: the timeline is image only")
-        return self._summary(timeline, "video", end, started, {"video": str(video)}, warnings)
+        result = self._summary(timeline, "video", end, started, {"video": str(video)},
+                               warnings)
+        result.update(meeting.finish(self._score, hop=self.hop))
+        result["processing_seconds"] = round(time.perf_counter() - started, 3)
+        return result
 
     def _check_audio(self, audio: str | Path) -> None:
         info = probe(audio)

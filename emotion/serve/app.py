@@ -362,4 +362,6 @@ def _summary(result: dict) -> dict:
         "windows": result["windows"],
         "models": _models(result["used"]),
         "processing_seconds": result["processing_seconds"],
+        # videos: one timeline per participant, and the speech no face on screen made
+        **{k: result[k] for k in ("participants", "unseen_speaker") if k in result},
     }

@@ -2,10 +2,11 @@
 
     python demo.py --sample data/sample --out results/demo
 
-Generates the sample set (unless it is there) and a short meeting video whose
-emotion changes every 6 seconds, then runs pipeline.py on them with settings
-sized for a laptop: a short face-backbone training from scratch (this machine
-cannot download ImageNet's weights) and a short fusion training. Run again, it
+Generates the sample set (unless it is there) and a short meeting video (two
+participants side by side taking turns, emotions changing every 6 seconds), then
+runs pipeline.py on them with settings sized for a laptop: a short face-backbone
+training from scratch (this machine cannot download ImageNet's weights) and a short
+fusion training. Run again, it
 reuses every stage whose settings and inputs are unchanged. Every output is in
 --out.
 """
@@ -17,13 +18,15 @@ from pathlib import Path
 
 from emotion.core import cli
 from emotion.stages import run_all
-from emotion.stages.sample_data import make_sample_set, make_video
+from emotion.stages.sample_data import make_meeting, make_sample_set
 
 log = logging.getLogger(__name__)
 
 USAGE = __doc__
 
-VIDEO_SEGMENTS = [("happy", 6.0), ("sad", 6.0), ("angry", 6.0), ("neutral", 6.0)]
+# (who speaks, each participant's emotion, seconds)
+MEETING = [(0, ["happy", "neutral"], 6.0), (1, ["happy", "sad"], 6.0),
+           (0, ["angry", "sad"], 6.0), (1, ["neutral", "neutral"], 6.0)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         make_sample_set(sample)
     else:
         log.info("reusing the sample set in %s", sample)
-    video = sample / "meeting.mp4"
+    video = sample / "meeting_2p.mp4"
     if not video.is_file():
-        make_video(video, VIDEO_SEGMENTS, frame_size=(320, 240), seed=11)
+        make_meeting(video, MEETING, seed=11)
     return run_all.main([
         "--images", str(sample / "images"), "--audio", str(sample / "audio"),
         "--work", str(out), "--size", "112", "--workers", str(args.workers),

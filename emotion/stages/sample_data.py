@@ -278,6 +278,32 @@ def make_video(path: str | Path, segments: list[tuple[str | None, float]], *, fp
     return write_video(path, (segment(e, s) for e, s in segments), fps=fps, sr=sr, audio=audio)
 
 
+def make_meeting(path: str | Path, turns: list[tuple[int | None, list[str], float]], *,
+                 fps: int = 10, size: int = 128, sr: int = 16_000, seed: int = 0) -> Path:
+    """An mp4 of a gallery-view meeting: participants side by side, each a drawn face
+    that keeps its look (skin, hair, wall) and shows the turn's emotion. A turn is
+    (who speaks: a participant's index or None for silence, the emotion of each
+    participant, seconds); the speaker's voice (their own pitch) says their emotion."""
+    n = len(turns[0][1])
+    width, height = n * (size + size // 2), size + size // 2
+    pitch = [110.0 + 90.0 * k for k in range(n)]
+
+    def turn(speaker, emotions, seconds):
+        faces = [draw_face(e, size=size, rng=np.random.default_rng([seed, k]))
+                 for k, e in enumerate(emotions)]
+        frame = np.full((height, width, 3), 100, np.uint8)
+        for k, face in enumerate(faces):
+            x0 = k * (size + size // 2) + size // 4
+            frame[size // 4:size // 4 + size, x0:x0 + size] = face
+        y = None
+        if speaker is not None:
+            y = speech_like(emotions[speaker], f0=pitch[speaker], duration=seconds, sr=sr,
+                            rng=np.random.default_rng([seed, 99, len(emotions), speaker]))
+        return (lambda i: frame), seconds, y
+
+    return write_video(path, (turn(*t) for t in turns), fps=fps, sr=sr)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

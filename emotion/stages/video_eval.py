@@ -311,6 +311,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--singles", type=int, default=12,
                    help="one-person videos (one face, one emotion, 6 s) per framing")
     p.add_argument("--framings", default=",".join(FRAMINGS))
+    p.add_argument("--meetings", type=int, default=0,
+                   help="also compose this many gallery-view meetings (needs --av_clips)")
+    p.add_argument("--av_clips", help="folder of real talking-face clips with labels.csv "
+                                      "(file, label, person) for the meetings")
+    p.add_argument("--voices", help="folder of WAVs for speakers with no tile (default: the "
+                                    "test split of --audio_h5)")
     p.add_argument("--results", default=None,
                    help="score these predictions ({video}.json) instead of analysing")
     p.add_argument("--seed", type=int, default=0)
@@ -349,7 +355,38 @@ def run(args: argparse.Namespace) -> dict:
         report["all"]["voices_heard_in_training"] = heard_voices(
             manifest, args.audio_h5, analyzer.embedder.extra.get("voice_speakers"))
     log_report(report)
+    if args.meetings:
+        report["meetings"] = meetings(args, out, None if args.results else analyzer)
     write_json(out / "report.json", report)
+    return report
+
+
+def meetings(args: argparse.Namespace, out: Path, analyzer) -> dict:
+    """Compose (unless there), analyse (or read --results) and score the meetings."""
+    from emotion.stages import meeting_eval
+
+    videos = out / "meetings"
+    table = videos / "meetings.json"
+    if table.is_file():
+        manifest = json.loads(table.read_text())[:args.meetings]
+    else:
+        if not (args.av_clips and args.faces and (args.voices or args.audio_h5)):
+            raise EmotionError("--meetings needs --av_clips, --faces and --voices (or "
+                               "--audio_h5) to compose them")
+        voices = (sorted(str(p) for p in Path(args.voices).glob("*.wav")) if args.voices
+                  else [c for cs in test_clips(args.audio_h5).values() for c in cs])
+        manifest = meeting_eval.compose_meetings(videos, args.av_clips, face_files(args.faces),
+                                                 voices, n=args.meetings, seed=args.seed)
+    results = (read_results(manifest, Path(args.results)) if analyzer is None
+               else analyse(manifest, videos, analyzer, out / "meeting_results"))
+    report = meeting_eval.score_meetings(manifest, results)
+    log.info("meetings %d: participant count right %.0f%%, id switches %.3f per "
+             "participant-minute, speaker attribution %.3f of %d speech windows; speaking "
+             "windows %s, listening windows %s; unanswered %d of %d shown windows",
+             report["videos"], 100 * report["participant_count_right"],
+             report["id_switches_per_participant_minute"], report["speaker_attribution"],
+             report["speech_windows"], report.get("speaking"), report.get("listening"),
+             report["unanswered_windows"], report["shown_windows"])
     return report
 
 

@@ -174,6 +174,8 @@
       ["duration", "Duration", `${result.duration.toFixed(1)} s (${result.type})`],
       ["windows", "Windows", String(n)],
       ["with", "With a face / with speech", `${counts.with_face} / ${counts.with_speech}`],
+      ["participants", "Participants", result.participants ? String(result.participants.length)
+        : "-"],
       ["frequent", "Most frequent emotion",
         top ? `${top.emotions.join(", ")} (${top.count} of ${n} windows` +
           `${top.emotions.length > 1 ? " each" : ""})` : "none"],
@@ -243,6 +245,7 @@
     $("results").hidden = false;
     window.EmotionChart.legend($("legend"), names);
     window.EmotionChart.draw($("chart"), $("tip"), result);
+    window.ParticipantLanes.draw($("lanes"), result);
     summary(result);
     distribution(result, names);
     const warnings = $("warnings");

@@ -1,0 +1,148 @@
+"""Which Light-ASD weights, and what `speaking` means, measured on composed meetings.
+
+    python bench/asd_calibration.py --av_clips ../shared/data/av_clips \
+        --faces ../shared/data/fer2013/test --voices ../shared/data/ravdess_16k \
+        --artifacts results/real --meetings 10 --seed 1 --out results/asd_calibration --write
+
+Composes gallery meetings (emotion.stages.meeting_eval, another seed than the
+evaluation's), runs the analysis' own face finding and tracking on them, and
+scores every participant of every speech window with both shipped weights (AVA
+and TalkSet; audio-visual and visual-only heads). Per weights it fits the
+speaking probability P = sigmoid(a logit + b min(margin, 3) + c) (margin: the
+lead over the best other face) by logistic regression, and reports AUC and
+speaker attribution (speech windows credited to exactly the right participant,
+or to no one when the speaker has no tile) with the fitted and the 0-threshold
+rules. --write saves the chosen weights' fit as emotion/serve/speaking_calibration.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+from emotion.core.paths import work_dir
+from emotion.media.decode import MAX_FRAME_SIDE
+from emotion.serve.analyzer import Analyzer
+from emotion.serve.meeting import ALONE_MARGIN, CALIBRATION, Meeting, speaker_inputs
+from emotion.stages import meeting_eval
+from emotion.stages.video_eval import face_files
+
+log = logging.getLogger("asd_calibration")
+
+
+def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict) -> list[dict]:
+    """Per speech window and participant on screen: logits of every model, and the truth."""
+    rows = []
+    for m in manifest:
+        meeting = Meeting(None)
+        for w in analyzer._iter(videos / m["video"], use_video=True):
+            faces, emb = analyzer.faces_of(w.frames)
+            audio = analyzer.audio_embedding(w.audio)
+            meeting.observe(w, faces, emb, audio)
+            seen = meeting.windows[-1].seen
+            turn = meeting_eval._turn_at(m, (w.start + w.end) / 2)
+            if audio is None or not seen or turn is None:
+                continue
+            inputs = speaker_inputs(w, list(seen.values()), 1.0)
+            if inputs is None:
+                continue
+            scores = {}
+            for name, model in models.items():
+                scores[name] = np.atleast_2d(model.score(*inputs)).mean(1)
+                scores[name + "_visual"] = np.atleast_2d(
+                    model.visual_only(inputs[0])).mean(1)
+            for j, s in enumerate(seen.values()):
+                scale = meeting_eval.SIZE[0] / MAX_FRAME_SIDE
+                box = np.mean([b for _, b in s.boxes], axis=0) * scale
+                who = next((pid for pid, sh in turn["shown"].items()
+                            if meeting_eval._inside(box, sh["rect"])), None)
+                rows.append({"video": m["video"], "window": len(meeting.windows) - 1,
+                             "truth": who is not None and who == turn["speaker"],
+                             "speaker_shown": turn["speaker"] in turn["shown"],
+                             **{k: float(v[j]) for k, v in scores.items()}})
+        log.info("%s: %d rows so far", m["video"], len(rows))
+    return rows
+
+
+def features(rows: list[dict], key: str) -> np.ndarray:
+    out = []
+    for r in rows:
+        others = [o[key] for o in rows if o["video"] == r["video"]
+                  and o["window"] == r["window"] and o is not r]
+        out.append([r[key], min(r[key] - max(others), ALONE_MARGIN) if others else ALONE_MARGIN])
+    return np.array(out)
+
+
+def attribution(rows: list[dict], p: np.ndarray) -> float:
+    windows: dict[tuple, list] = {}
+    for r, pr in zip(rows, p, strict=True):
+        windows.setdefault((r["video"], r["window"]), []).append((r["truth"], pr >= 0.5))
+    right = sum(all(t == s for t, s in v) for v in windows.values())
+    return right / max(len(windows), 1)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--av_clips", required=True)
+    p.add_argument("--faces", required=True)
+    p.add_argument("--voices", required=True, help="folder of voice-corpus WAVs (unseen talkers)")
+    p.add_argument("--artifacts", required=True)
+    p.add_argument("--meetings", type=int, default=10)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default="results/asd_calibration")
+    p.add_argument("--write", action="store_true", help="save the chosen fit")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from emotion.models.speaker import ActiveSpeakerModel
+
+    out = Path(args.out)
+    videos = out / "videos"
+    if (videos / "meetings.json").is_file():
+        manifest = json.loads((videos / "meetings.json").read_text())
+    else:
+        voices = sorted(str(v) for v in Path(args.voices).glob("*.wav"))
+        manifest = meeting_eval.compose_meetings(videos, args.av_clips, face_files(args.faces),
+                                                 voices, n=args.meetings, seed=args.seed)
+    a = work_dir(args.artifacts)
+    analyzer = Analyzer(a.embedder, a.multimodal, a.isolation)
+    models = {w: ActiveSpeakerModel.load(weights=w) for w in ("ava", "talkset")}
+    rows = collect(analyzer, manifest, videos, models)
+    (out / "rows.json").write_text(json.dumps(rows))
+    y = np.array([r["truth"] for r in rows])
+    report = {}
+    for key in ("ava", "talkset", "ava_visual", "talkset_visual"):
+        x = features(rows, key)
+        lr = LogisticRegression(C=1.0).fit(x, y)
+        prob = lr.predict_proba(x)[:, 1]
+        report[key] = {"auc_logit": roc_auc_score(y, x[:, 0]), "auc_fitted": roc_auc_score(y, prob),
+                       "attribution_fitted": attribution(rows, prob),
+                       "attribution_logit_above_0": attribution(rows, (x[:, 0] > 0).astype(float)),
+                       "a": float(lr.coef_[0, 0]), "b": float(lr.coef_[0, 1]),
+                       "c": float(lr.intercept_[0])}
+        log.info("%-15s AUC %.3f (fitted %.3f), attribution fitted %.3f, logit>0 %.3f", key,
+                 report[key]["auc_logit"], report[key]["auc_fitted"],
+                 report[key]["attribution_fitted"], report[key]["attribution_logit_above_0"])
+    report["rows"] = len(rows)
+    report["speakers"] = int(y.sum())
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    if args.write:
+        best = max(("ava", "talkset"), key=lambda k: report[k]["attribution_fitted"])
+        r = report[best]
+        CALIBRATION.write_text(json.dumps(
+            {"weights": best, "a": r["a"], "b": r["b"], "c": r["c"],
+             "fitted_on": f"{args.meetings} composed meetings (seed {args.seed}), {len(rows)} "
+                          f"participant-windows; attribution {r['attribution_fitted']:.3f}"},
+            indent=2) + "\n")
+        log.info("wrote %s (weights %s)", CALIBRATION, best)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

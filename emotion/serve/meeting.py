@@ -1,0 +1,271 @@
+"""Participants of a meeting: who is on screen, who speaks, and what each shows.
+
+The analysis core (:mod:`emotion.serve.analyzer`) hands every window of a video
+to :meth:`Meeting.observe` with the faces the face policy found in its sampled
+frames (all of them, not only the largest) and their embeddings, computed in one
+batch. Per window:
+
+1. faces are linked into participants (:class:`emotion.media.tracks.FaceTracker`);
+2. when the speech gate hears speech, every participant on screen goes through
+   the active-speaker network in one batch (their lip-area crops at 25 frames a
+   second and the window's MFCCs, :mod:`emotion.models.speaker`), which gives a
+   mean logit per participant.
+
+:meth:`Meeting.finish` merges and numbers the participants, turns the logits
+into the probability that each one speaks (:class:`SpeakingCalibration`, fitted on
+composed meetings: relative to the others on screen, since a film's speaker can
+score below 0), and scores each participant's window: fused with the window's
+voice when they are its speaker, image only when they listen. Speech that no
+face on screen is credited with goes to the ``unseen_speaker`` lane (a camera
+turned off, a phone participant, someone outside the frame), never to the
+largest face. Two participants may speak in one window.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emotion.core.labels import EMOTIONS
+from emotion.media.decode import DENSE_FPS, Window
+from emotion.media.faces import FaceCrop
+from emotion.media.tracks import FaceTracker, TrackerSettings
+
+log = logging.getLogger(__name__)
+
+CALIBRATION = Path(__file__).resolve().parent / "speaking_calibration.json"
+THUMB = 64
+ALONE_MARGIN = 3.0  # the margin of a face with no one else on screen
+
+
+@dataclass(frozen=True)
+class SpeakingCalibration:
+    """P(speaking) = sigmoid(a * logit + b * min(margin, 3) + c), where logit is the
+    participant's mean active-speaker logit over the window and margin its lead over
+    the best other face on screen (3 when alone)."""
+    a: float = 1.0
+    b: float = 0.5
+    c: float = 1.0
+    fitted_on: str = "default"
+
+    @classmethod
+    def load(cls, path: str | Path = CALIBRATION) -> SpeakingCalibration:
+        p = Path(path)
+        if not p.exists():
+            return cls()
+        d = json.loads(p.read_text())
+        return cls(**{k: d[k] for k in ("a", "b", "c", "fitted_on")})
+
+    def probability(self, logit: float, margin: float) -> float:
+        z = self.a * logit + self.b * min(margin, ALONE_MARGIN) + self.c
+        return float(1 / (1 + np.exp(-np.clip(z, -50, 50))))
+
+
+@dataclass
+class _Seen:
+    """One raw participant in one window."""
+    rows: list[int] = field(default_factory=list)     # their rows of the window's embeddings
+    boxes: list[tuple[float, tuple]] = field(default_factory=list)  # (time, box)
+    detected: bool = False
+    logit: float | None = None
+
+
+@dataclass
+class _WindowRecord:
+    start: float
+    end: float
+    embeddings: np.ndarray
+    seen: dict[int, _Seen]
+    audio: np.ndarray | None      # the window's voice embedding (None: no speech)
+
+
+@dataclass(frozen=True)
+class MeetingOptions:
+    min_face: float = 24.0        # px (in frames scaled to 720): smaller faces are ignored
+    speaking: float = 0.5         # the probability above which a participant speaks
+    asd_weights: str = "ava"
+    asd_seconds: float = 1.0      # of each speech window, the loudest stretch this long
+
+
+class Meeting:
+    def __init__(self, speaker_model=None, *, options: MeetingOptions = MeetingOptions(),
+                 tracker: TrackerSettings = TrackerSettings(),
+                 calibration: SpeakingCalibration | None = None, frame_scale: float = 1.0):
+        self.speaker_model = speaker_model
+        self.options = options
+        self.tracker = FaceTracker(tracker)
+        self.calibration = calibration or SpeakingCalibration.load()
+        self.frame_scale = frame_scale       # original pixels per analysed pixel
+        self.windows: list[_WindowRecord] = []
+        self._thumbs: dict[int, np.ndarray] = {}
+
+    # ------------------------------------------------------------ per window
+    def observe(self, w: Window, faces: list[list[FaceCrop]], embeddings: np.ndarray,
+                audio: np.ndarray | None) -> None:
+        """One window: `faces[k]` the faces of its k-th sampled frame, `embeddings` their
+        rows in order; `audio` the window's voice embedding (None: no speech)."""
+        seen: dict[int, _Seen] = {}
+        row = 0
+        for frame, t, found in zip(w.frames, w.times, faces, strict=True):
+            ids = self.tracker.update(t, frame, [c.box for c in found]) if found else []
+            for pid, crop in zip(ids, found, strict=True):
+                s = seen.setdefault(pid, _Seen())
+                s.rows.append(row)
+                s.boxes.append((t, crop.box))
+                s.detected |= crop.detected
+                if pid not in self._thumbs:
+                    self._thumbs[pid] = crop.image
+                row += 1
+        if audio is not None and seen and self.speaker_model is not None and w.gray:
+            self._speaking(w, seen)
+        self.windows.append(_WindowRecord(w.start, w.end, embeddings, seen, audio))
+
+    def _speaking(self, w: Window, seen: dict[int, _Seen]) -> None:
+        """Every participant on screen through the active-speaker network, one batch."""
+        inputs = speaker_inputs(w, list(seen.values()), self.options.asd_seconds)
+        if inputs is None:
+            return
+        logits = self.speaker_model.score(*inputs)
+        for s, lg in zip(seen.values(), np.atleast_2d(logits), strict=True):
+            s.logit = float(np.mean(lg))
+
+    # ------------------------------------------------------------ the end
+    def finish(self, score: Callable[[np.ndarray | None, np.ndarray | None], dict],
+               *, hop: float) -> dict:
+        """{"participants": [...], "unseen_speaker": {...}}; `score(image, audio)` is the
+        analysis' scoring of one embedding pair (either may be None)."""
+        final = self.tracker.finish()
+        n = 1 + max((v for v in final.values() if v is not None), default=-1)
+        lanes: list[list[dict]] = [[] for _ in range(n)]
+        unseen: list[dict] = []
+        for rec in self.windows:
+            merged = self._merge(rec, final)
+            probs = self._probabilities(merged, rec.audio is not None)
+            credited = False
+            for k in range(n):
+                entry = self._entry(rec, merged.get(k), probs.get(k, 0.0), score)
+                credited |= entry["speech_found"]
+                lanes[k].append(entry)
+            if rec.audio is not None and not credited:
+                out = {"start": round(rec.start, 3), "end": round(rec.end, 3)}
+                out.update(score(None, rec.audio))
+                unseen.append(out)
+        participants = [self._participant(k, lanes[k], hop, final) for k in range(n)]
+        return {"participants": participants,
+                "unseen_speaker": {"talk_seconds": _talk(unseen, hop), "timeline": unseen},
+                "tracking": {"cuts": [round(t, 3) for t in self.tracker.cuts],
+                             "tracks_raw": len(self.tracker.tracks)}}
+
+    @staticmethod
+    def _merge(rec: _WindowRecord, final: dict[int, int | None]) -> dict[int, _Seen]:
+        out: dict[int, _Seen] = {}
+        for raw, s in rec.seen.items():
+            k = final.get(raw)
+            if k is None:
+                continue
+            m = out.setdefault(k, _Seen())
+            m.rows += s.rows
+            m.boxes += s.boxes
+            m.detected |= s.detected
+            if s.logit is not None:
+                m.logit = s.logit if m.logit is None else max(m.logit, s.logit)
+        return out
+
+    def _probabilities(self, merged: dict[int, _Seen], speech: bool) -> dict[int, float]:
+        if not speech:
+            return {}
+        logits = {k: s.logit for k, s in merged.items() if s.logit is not None}
+        out = {}
+        for k, lg in logits.items():
+            others = [v for j, v in logits.items() if j != k]
+            margin = lg - max(others) if others else ALONE_MARGIN
+            out[k] = self.calibration.probability(lg, margin)
+        return out
+
+    def _entry(self, rec: _WindowRecord, s: _Seen | None, p: float, score) -> dict:
+        out = {"start": round(rec.start, 3), "end": round(rec.end, 3), "present": s is not None,
+               "speaking": round(p, 3),
+               "speaking_logit": None if s is None or s.logit is None else round(s.logit, 3),
+               "face_found": s is not None,
+               "face_detected": bool(s and s.detected)}
+        if s is None:
+            out.update(speech_found=False, role=None, emotion=None, emotion_probs=None,
+                       anomaly_score=None, anomaly_flag=None, modalities="none")
+            return out
+        speaks = rec.audio is not None and p >= self.options.speaking
+        image = rec.embeddings[s.rows].mean(0)
+        box = np.mean([b for _, b in s.boxes], axis=0) * self.frame_scale
+        out.update(box=[round(float(v), 1) for v in box], speech_found=speaks,
+                   role="speaking" if speaks else "listening")
+        out.update(score(image, rec.audio if speaks else None))
+        return out
+
+    def _participant(self, k: int, lane: list[dict], hop: float,
+                     final: dict[int, int | None]) -> dict:
+        raws = [r for r, v in final.items() if v == k]
+        first = min((self.tracker.tracks[r] for r in raws), key=lambda tr: tr.first_t)
+        box = [round(v * self.frame_scale, 1) for v in first.first_box]
+        answered = [w for w in lane if w["emotion"]]
+        weights = {e: 0.0 for e in EMOTIONS}
+        for w in answered:
+            weights[w["emotion"]] += min(hop, w["end"] - w["start"])
+        total = sum(weights.values())
+        shares = {e: round(v / total, 4) if total else 0.0 for e, v in weights.items()}
+        changes, last = [], None
+        for w in answered:
+            if w["emotion"] != last:
+                changes.append({"time": w["start"], "emotion": w["emotion"]})
+                last = w["emotion"]
+        return {"id": f"P{k + 1}", "first_seen": round(first.first_t, 3), "box": box,
+                "thumbnail": _thumbnail(self._thumbs.get(first.id)),
+                "talk_seconds": _talk([w for w in lane if w["speech_found"]], hop),
+                "present_seconds": _talk([w for w in lane if w["present"]], hop),
+                "emotion": max(shares, key=shares.get) if total else None,
+                "emotion_shares": shares, "changes": changes, "timeline": lane}
+
+
+def speaker_inputs(w: Window, seen: list[_Seen], seconds: float
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The active-speaker network's input for the participants `seen` in a window: their
+    (B, k, 112, 112) lip-area crops and the MFCCs of the window's loudest `seconds`
+    (k frames; the network's cost grows with them), or None when too short. Each
+    participant's box at every frame is interpolated between the sampled frames'."""
+    from emotion.media.speaker_inputs import SAMPLE_RATE, asd_crop, mfcc
+
+    per = SAMPLE_RATE / DENSE_FPS
+    n = min(len(w.gray), int(len(w.audio) / per)) if w.audio is not None else 0
+    k = min(n, int(round(seconds * DENSE_FPS)))
+    if k < 2:
+        return None
+    energy = np.add.reduceat(np.square(w.audio[:int(n * per)], dtype=np.float64),
+                             (np.arange(n) * per).astype(int))
+    first = int(np.argmax(np.convolve(energy, np.ones(k), "valid")))
+    times = np.asarray(w.gray_times)[first:first + k]
+    batch = []
+    for s in seen:
+        ts = np.array([t for t, _ in s.boxes])
+        bs = np.array([b for _, b in s.boxes], np.float64)
+        boxes = np.stack([np.interp(times, ts, bs[:, j]) for j in range(4)], 1)
+        batch.append(np.stack([asd_crop(w.gray[first + i], b) for i, b in enumerate(boxes)]))
+    return np.stack(batch), mfcc(w.audio[int(first * per):int((first + k) * per)])
+
+
+def _talk(windows: list[dict], hop: float) -> float:
+    return round(sum(min(hop, w["end"] - w["start"]) for w in windows), 3)
+
+
+def _thumbnail(crop: np.ndarray | None) -> str | None:
+    """A small JPEG of a face crop as a data URI, for the page's lanes."""
+    if crop is None:
+        return None
+    small = cv2.resize(crop, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode() if ok else None
