@@ -6,7 +6,8 @@ version against another, side by side in one run.
         --baseline_code ../emotion-before --baseline_artifacts ../emotion-before/results/real
 
 Generates a 30 s and a 5 min video (640x360, 25 fps; a drawn face and a voice whose
-emotion changes every 6 s), then analyses each with
+emotion changes every 6 s), and a 5 min gallery-view meeting of four participants
+(2 x 2 tiles, one speaking at a time), then analyses each with
 
   project   this checkout's analysis (emotion.serve.analyzer) and --artifacts
   baseline  another checkout's (--baseline_code: a git worktree of an earlier commit,
@@ -17,8 +18,9 @@ Reports the real-time factor (processing seconds per media second; below 1 is fa
 than real time) of the process's first analysis (cold, as predict.py runs) and of a
 second one of the same video (warm, as a service worker's later requests run), the
 median milliseconds of one 3-s window's audio path (speech gate and audio embedding),
-peak RSS, and the project/baseline ratios. The machine is shared
-and noisy: compare the ratios, not the absolute seconds.
+peak RSS, the number of participants found, and the ratios: project/baseline per
+video, and for the project the gallery meeting over the one-face video of the same
+length. The machine is shared and noisy: compare the ratios, not the absolute seconds.
 """
 
 from __future__ import annotations
@@ -47,6 +49,18 @@ def make(path: Path, seconds: float) -> Path:
     n = int(seconds // SEGMENT)
     segments = [(EMOTIONS_CYCLE[i % len(EMOTIONS_CYCLE)], SEGMENT) for i in range(n)]
     return make_video(path, segments, fps=FPS, size=160, frame_size=(640, 360), seed=3)
+
+
+def make_gallery(path: Path, seconds: float) -> Path:
+    """Four participants in a 2 x 2 gallery taking 6-s turns, emotions changing."""
+    from emotion.stages.sample_data import make_meeting
+
+    if path.is_file():
+        return path
+    n = int(seconds // SEGMENT)
+    turns = [(i % 4, [EMOTIONS_CYCLE[(i + k) % len(EMOTIONS_CYCLE)] for k in range(4)],
+              SEGMENT) for i in range(n)]
+    return make_meeting(path, turns, fps=FPS, size=112, frame_size=(640, 360), cols=2, seed=3)
 
 
 def _analysis():
@@ -85,7 +99,8 @@ def worker(video: str, artifacts: Path) -> dict:
             "rtf_warm": warm / r["duration"],
             "audio_ms_per_window": 1000 * statistics.median(times),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "windows": r["windows"], "precision": r["used"]["precision"]}
+            "windows": r["windows"], "precision": r["used"]["precision"],
+            "participants": len(r.get("participants", []))}
 
 
 def run(video: Path, artifacts: Path, code: Path | None) -> dict:
@@ -116,6 +131,9 @@ def main() -> int:
     p.add_argument("--baseline_artifacts", type=Path, help="that checkout's models")
     p.add_argument("--videos", default="results/bench", type=Path)
     p.add_argument("--lengths", default="30,300", help="seconds, comma-separated")
+    p.add_argument("--gallery", type=float, default=300.0,
+                   help="seconds of the four-participant meeting (0: none); compared with "
+                        "the one-face video of this length, which --lengths must hold")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default="results/bench/bench_video.json", type=Path)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -130,8 +148,12 @@ def main() -> int:
     if args.baseline_code:
         versions["baseline"] = (args.baseline_artifacts or args.artifacts, args.baseline_code)
     results = {}
-    for seconds in (float(s) for s in args.lengths.split(",")):
-        video = make(args.videos / f"bench_{int(seconds)}s.mp4", seconds)
+    plan = [(float(s), False) for s in args.lengths.split(",")]
+    if args.gallery:
+        plan.append((args.gallery, True))
+    for seconds, gallery in plan:
+        video = (make_gallery(args.videos / f"bench_gallery_{int(seconds)}s.mp4", seconds)
+                 if gallery else make(args.videos / f"bench_{int(seconds)}s.mp4", seconds))
         runs: dict[str, list[dict]] = {m: [] for m in versions}
         for _ in range(args.rounds):
             for m, (artifacts, code) in versions.items():
@@ -143,13 +165,23 @@ def main() -> int:
                                                            / row["baseline"]["rtf_warm"])
             row["audio_ratio_project_over_baseline"] = (row["project"]["audio_ms_per_window"]
                                                         / row["baseline"]["audio_ms_per_window"])
-        results[f"{int(seconds)}s"] = row
+        name = f"{'gallery_' if gallery else ''}{int(seconds)}s"
+        one = results.get(f"{int(seconds)}s")
+        if gallery and one:
+            row["rtf_ratio_gallery_over_one_face"] = row["project"]["rtf"] / one["project"]["rtf"]
+            row["rtf_warm_ratio_gallery_over_one_face"] = (row["project"]["rtf_warm"]
+                                                           / one["project"]["rtf_warm"])
+            print(f"{'':>12}gallery/one face (project): RTF "
+                  f"x{row['rtf_ratio_gallery_over_one_face']:.2f}, warm "
+                  f"x{row['rtf_warm_ratio_gallery_over_one_face']:.2f}")
+        results[name] = row
         for m, r in row.items():
             if isinstance(r, dict):
-                print(f"{int(seconds):>4} s video  {m:<8} RTF {r['rtf']:.4f} ({r['seconds']:.1f} s)"
+                print(f"{name:>12} video  {m:<8} RTF {r['rtf']:.4f} ({r['seconds']:.1f} s)"
                       f" warm {r['rtf_warm']:.4f}"
                       f"  audio {r['audio_ms_per_window']:.1f} ms/window  peak RSS "
-                      f"{r['peak_rss_mb']:.0f} MB  {r['precision']}")
+                      f"{r['peak_rss_mb']:.0f} MB  {r['precision']}  "
+                      f"{r.get('participants', '-')} participants")
         if "baseline" in row:
             print(f"{'':>12}project/baseline: RTF x{row['rtf_ratio_project_over_baseline']:.2f},"
                   f" warm x{row['rtf_warm_ratio_project_over_baseline']:.2f},"

@@ -279,22 +279,28 @@ def make_video(path: str | Path, segments: list[tuple[str | None, float]], *, fp
 
 
 def make_meeting(path: str | Path, turns: list[tuple[int | None, list[str], float]], *,
-                 fps: int = 10, size: int = 128, sr: int = 16_000, seed: int = 0) -> Path:
-    """An mp4 of a gallery-view meeting: participants side by side, each a drawn face
-    that keeps its look (skin, hair, wall) and shows the turn's emotion. A turn is
-    (who speaks: a participant's index or None for silence, the emotion of each
-    participant, seconds); the speaker's voice (their own pitch) says their emotion."""
+                 fps: int = 10, size: int = 128, frame_size: tuple[int, int] | None = None,
+                 cols: int | None = None, sr: int = 16_000, seed: int = 0) -> Path:
+    """An mp4 of a gallery-view meeting: participants in a grid of `cols` columns (one
+    row by default), each a drawn face of `size` px that keeps its look (skin, hair,
+    wall) and shows the turn's emotion. A turn is (who speaks: a participant's index,
+    or None for silence; the emotion of each participant; seconds); the speaker's voice
+    (their own pitch) says their emotion. frame_size (width, height) defaults to the
+    grid of tiles 1.5 faces wide."""
     n = len(turns[0][1])
-    width, height = n * (size + size // 2), size + size // 2
-    pitch = [110.0 + 90.0 * k for k in range(n)]
+    cols = cols or n
+    rows = -(-n // cols)
+    width, height = frame_size or (cols * (size + size // 2), rows * (size + size // 2))
+    tw, th = width // cols, height // rows
+    pitch = [110.0 + 90.0 * (k % 3) + 15.0 * (k // 3) for k in range(n)]
 
     def turn(speaker, emotions, seconds):
-        faces = [draw_face(e, size=size, rng=np.random.default_rng([seed, k]))
-                 for k, e in enumerate(emotions)]
         frame = np.full((height, width, 3), 100, np.uint8)
-        for k, face in enumerate(faces):
-            x0 = k * (size + size // 2) + size // 4
-            frame[size // 4:size // 4 + size, x0:x0 + size] = face
+        for k, e in enumerate(emotions):
+            face = draw_face(e, size=size, rng=np.random.default_rng([seed, k]))
+            y0 = (k // cols) * th + (th - size) // 2
+            x0 = (k % cols) * tw + (tw - size) // 2
+            frame[y0:y0 + size, x0:x0 + size] = face
         y = None
         if speaker is not None:
             y = speech_like(emotions[speaker], f0=pitch[speaker], duration=seconds, sr=sr,

@@ -1,0 +1,124 @@
+"""Per-participant timelines (emotion.serve.meeting) with a stand-in speaker network: the
+speaker's window is fused with the voice, a listener's takes the image-only path, speech
+no face makes goes to the unseen lane, a participant off screen is absent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotion.core.labels import EMOTIONS
+from emotion.media.decode import Window
+from emotion.media.faces import FaceCrop
+from emotion.serve.meeting import Meeting, SpeakingCalibration
+
+W, H, SR = 320, 160, 16_000
+LEFT, RIGHT = (30.0, 40.0, 110.0, 120.0), (200.0, 40.0, 280.0, 120.0)
+WALLS = {LEFT: (200, 60, 60), RIGHT: (60, 60, 200)}
+
+
+class LipsOfLight:
+    """Scores a face as speaking when its crops are bright (the test lights the speaker)."""
+
+    def __init__(self):
+        self.batches = []
+
+    def score(self, faces: np.ndarray, mfcc: np.ndarray) -> np.ndarray:
+        self.batches.append(faces.shape[0])
+        return np.where(faces.mean(axis=(2, 3)) > 128, 3.0, -3.0)
+
+
+def fake_score(image, audio) -> dict:
+    e = "happy" if audio is not None else ("sad" if image is not None else "neutral")
+    probs = {n: 0.9 if n == e else 0.02 for n in EMOTIONS}
+    return {"emotion": e, "emotion_probs": probs, "anomaly_score": -0.1,
+            "anomaly_flag": "normal",
+            "modalities": "both" if image is not None and audio is not None
+            else "image_only" if image is not None else "audio_only"}
+
+
+def window(index: int, shown: list, speaker, speech: bool) -> tuple[Window, list, np.ndarray]:
+    rgb = np.full((H, W, 3), 40, np.uint8)
+    grey = np.full((H, W), 40, np.uint8)
+    for box in shown:
+        x1, y1, x2, y2 = (int(v) for v in box)
+        rgb[y1:y2, x1:x2] = WALLS[box]
+        if box == speaker:
+            grey[:, x1 - 20:x2 + 20] = 250
+    start = 3.0 * index
+    w = Window(index, start, start + 3.0,
+               audio=(np.random.default_rng(index).normal(0, 0.1, 3 * SR).astype(np.float32)
+                      if speech else np.zeros(3 * SR, np.float32)),
+               frames=[rgb] * 3, times=[start + 0.5, start + 1.5, start + 2.5],
+               gray=[grey] * 75, gray_times=[start + k / 25 for k in range(75)])
+    faces = [[FaceCrop(np.full((64, 64, 3), 128, np.uint8), True, b) for b in shown]] * 3
+    emb = np.random.default_rng(index).normal(size=(3 * len(shown), 512)).astype(np.float32)
+    return w, faces, emb
+
+
+@pytest.fixture()
+def result():
+    net = LipsOfLight()
+    m = Meeting(net, calibration=SpeakingCalibration(a=1.0, b=0.0, c=0.0), frame_scale=2.0)
+    script = [([LEFT, RIGHT], LEFT, True),      # left speaks
+              ([LEFT, RIGHT], RIGHT, True),     # right speaks
+              ([LEFT, RIGHT], None, True),      # someone with no tile speaks
+              ([LEFT, RIGHT], None, False),     # silence
+              ([LEFT], LEFT, True)]             # right is gone
+    for k, (shown, speaker, speech) in enumerate(script):
+        w, faces, emb = window(k, shown, speaker, speech)
+        m.observe(w, faces, emb, np.ones(128, np.float32) if speech else None)
+    out = m.finish(fake_score, hop=3.0)
+    out["batches"] = net.batches
+    return out
+
+
+def test_each_participant_gets_a_lane_on_one_grid(result):
+    people = result["participants"]
+    assert [p["id"] for p in people] == ["P1", "P2"]
+    assert all(len(p["timeline"]) == 5 for p in people)
+    left = people[0] if people[0]["box"][0] < people[1]["box"][0] else people[1]
+    assert left["box"] == [60.0, 80.0, 220.0, 240.0]          # frame_scale applied
+    assert left["first_seen"] == 0.5
+    assert left["thumbnail"].startswith("data:image/jpeg;base64,")
+    # every participant on screen went through the network in one batch per speech window
+    assert result["batches"] == [2, 2, 2, 1]
+
+
+def test_speaker_is_fused_and_listener_is_image_only(result):
+    by_x = sorted(result["participants"], key=lambda p: p["box"][0])
+    left, right = by_x
+    w0l, w0r = left["timeline"][0], right["timeline"][0]
+    assert w0l["role"] == "speaking" and w0l["speech_found"] and w0l["modalities"] == "both"
+    assert w0l["speaking"] > 0.9 and w0r["speaking"] < 0.1
+    assert w0r["role"] == "listening" and not w0r["speech_found"]
+    assert w0r["modalities"] == "image_only" and w0r["emotion"] == "sad"
+    assert right["timeline"][1]["role"] == "speaking"
+    assert left["talk_seconds"] == 6.0 and right["talk_seconds"] == 3.0
+
+
+def test_speech_with_no_speaker_on_screen_goes_to_the_unseen_lane(result):
+    unseen = result["unseen_speaker"]
+    assert [w["start"] for w in unseen["timeline"]] == [6.0]
+    assert unseen["timeline"][0]["modalities"] == "audio_only"
+    assert unseen["talk_seconds"] == 3.0
+    for p in result["participants"]:
+        assert not p["timeline"][2]["speech_found"]       # never the largest face's
+        assert p["timeline"][3]["speaking"] == 0.0        # silence: nobody speaks
+
+
+def test_absence_summary_and_changes(result):
+    right = max(result["participants"], key=lambda p: p["box"][0])
+    gone = right["timeline"][4]
+    assert gone["present"] is False and gone["emotion"] is None and gone["speaking"] == 0.0
+    assert right["present_seconds"] == 12.0
+    assert abs(sum(right["emotion_shares"].values()) - 1.0) < 1e-6
+    assert right["emotion_shares"]["happy"] == 0.25
+    assert [c["emotion"] for c in right["changes"]] == ["sad", "happy", "sad"]
+
+
+def test_calibration_is_relative_to_the_others_on_screen():
+    cal = SpeakingCalibration(a=1.0, b=2.0, c=0.0)
+    # a film's speaker below 0 but far ahead of the listeners still speaks
+    assert cal.probability(-1.5, margin=1.5) > 0.5
+    assert cal.probability(-1.5, margin=-1.5) < 0.5
