@@ -17,6 +17,7 @@ Inputs are seeded random (the cost does not depend on the pixels).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 
@@ -31,13 +32,46 @@ FRAMES = 75
 
 
 def median_seconds(fn, repeats: int) -> float:
-    fn()                                                  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    return interleaved({"": fn}, repeats)[""]
+
+
+def interleaved(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each function, run in turn `repeats` times after a warm-up
+    round, so that a load that comes and goes falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(repeats + 1):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            if round_:
+                times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+@contextlib.contextmanager
+def patched(name: str, value):
+    old = getattr(speaker, name)
+    setattr(speaker, name, value)
+    try:
+        yield
+    finally:
+        setattr(speaker, name, old)
+
+
+def plain_conv3d(fn):
+    """`fn` with the temporal convolutions run as the authors' Conv3d layers."""
+    def run():
+        with patched("_over_time", lambda conv, x: conv(x)):
+            return fn()
+    return run
+
+
+def whole_batch(fn):
+    """`fn` with all 4 faces' frames through the visual encoder at once."""
+    def run():
+        with patched("VISUAL_CHUNK", 4):
+            return fn()
+    return run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,29 +85,19 @@ def main(argv: list[str] | None = None) -> None:
     audio = (0.1 * rng.standard_normal(FRAMES * 640 + 240)).astype(np.float32)
     feats = mfcc(audio)
     print(f"load average {os.getloadavg()[0]:.2f}; window {FRAMES} frames, "
-          f"{len(feats)} MFCC frames; median of {args.repeats}")
+          f"{len(feats)} MFCC frames; median of {args.repeats}, variants in turn")
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        one = median_seconds(lambda: model.score(faces[0], feats), args.repeats)
-        four = median_seconds(lambda: model.score(faces, feats), args.repeats)
-        vis = median_seconds(lambda: model.visual_only(faces), args.repeats)
-        port = speaker._over_time
-        speaker._over_time = lambda conv, x: conv(x)          # the baseline: plain Conv3d
-        try:
-            plain = median_seconds(lambda: model.score(faces[0], feats), args.repeats)
-        finally:
-            speaker._over_time = port
-        chunk = speaker.VISUAL_CHUNK
-        speaker.VISUAL_CHUNK = 4                  # the baseline: all 4 faces' frames at once
-        try:
-            whole = median_seconds(lambda: model.score(faces, feats), args.repeats)
-        finally:
-            speaker.VISUAL_CHUNK = chunk
-        print(f"{threads} thread(s): 1 face {one * 1e3:.0f} ms (plain Conv3d {plain * 1e3:.0f} "
-              f"ms, {one / plain:.2f} x); 4 faces in one call {four * 1e3:.0f} ms "
-              f"({four / (4 * one):.2f} x four single calls; through the visual encoder "
-              f"all at once {whole * 1e3:.0f} ms, {four / whole:.2f} x); "
-              f"visual-only 4 faces {vis * 1e3:.0f} ms")
+        one = lambda: model.score(faces[0], feats)              # noqa: E731
+        four = lambda: model.score(faces, feats)                # noqa: E731
+        t = interleaved({"one": one, "plain": plain_conv3d(one), "four": four,
+                         "whole": whole_batch(four),
+                         "visual": lambda: model.visual_only(faces)}, args.repeats)
+        print(f"{threads} thread(s): 1 face {t['one'] * 1e3:.0f} ms (plain Conv3d "
+              f"{t['plain'] * 1e3:.0f} ms: {t['one'] / t['plain']:.2f} x); 4 faces in one call "
+              f"{t['four'] * 1e3:.0f} ms ({t['four'] / (4 * t['one']):.2f} x four single "
+              f"faces; through the visual encoder all at once {t['whole'] * 1e3:.0f} ms: "
+              f"{t['four'] / t['whole']:.2f} x); visual-only 4 faces {t['visual'] * 1e3:.0f} ms")
     frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
     t_mfcc = median_seconds(lambda: mfcc(audio), args.repeats)
     t_crop = median_seconds(lambda: [asd_crop(frame, (500, 200, 700, 450))
