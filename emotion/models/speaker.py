@@ -239,8 +239,8 @@ def _frames(faces: np.ndarray) -> np.ndarray:
                          f"{FACE_SIZE}) grey crops, got shape {faces.shape}")
     if faces.dtype != np.uint8:
         raise MediaError(f"faces must be uint8 grey values, got {faces.dtype}")
-    if faces.shape[-3] == 0:
-        raise MediaError("no face frames")
+    if faces.size == 0:
+        raise MediaError(f"no face frames (shape {faces.shape})")
     return faces
 
 
