@@ -86,6 +86,10 @@ def test_bad_inputs_say_what_is_wrong(ava, parity):
         model.score(faces, feats[:, :12])
     with pytest.raises(MediaError, match="at least 4"):
         model.score(faces, feats[:3])
+    with pytest.raises(MediaError, match="no face frames"):
+        model.score(faces[None, :0], feats)
+    with pytest.raises(MediaError, match="no face frames"):
+        model.visual_only(faces[:0][None][:0])
     with pytest.raises(MediaError, match="3 MFCC sequences for 2"):
         model.score(np.stack([faces, faces]), np.stack([feats] * 3))
 
