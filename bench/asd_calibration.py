@@ -104,14 +104,16 @@ def main() -> int:
 
     out = Path(args.out)
     videos = out / "videos"
+    a = work_dir(args.artifacts)
+    analyzer = Analyzer(a.embedder, a.multimodal, a.isolation)
     if (videos / "meetings.json").is_file():
         manifest = json.loads((videos / "meetings.json").read_text())
     else:
         voices = sorted(str(v) for v in Path(args.voices).glob("*.wav"))
-        manifest = meeting_eval.compose_meetings(videos, args.av_clips, face_files(args.faces),
-                                                 voices, n=args.meetings, seed=args.seed)
-    a = work_dir(args.artifacts)
-    analyzer = Analyzer(a.embedder, a.multimodal, a.isolation)
+        manifest = meeting_eval.compose_meetings(
+            videos, args.av_clips, face_files(args.faces), voices, n=args.meetings,
+            seed=args.seed, count_faces=lambda rgb: len(analyzer.embedder.faces(
+                rgb, min_side=analyzer.options.meeting.min_face)))
     models = {w: ActiveSpeakerModel.load(weights=w) for w in ("ava", "talkset")}
     rows = collect(analyzer, manifest, videos, models)
     (out / "rows.json").write_text(json.dumps(rows))

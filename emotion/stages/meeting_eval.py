@@ -75,8 +75,12 @@ def read_clip(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
     return frames, y.astype(np.float32)
 
 
-def clip_people(av_dir: str | Path) -> dict[str, list[dict]]:
-    """{person: [{"path", "label"}]} from the folder's labels.csv (clips with sound)."""
+def clip_people(av_dir: str | Path, count_faces=None) -> dict[str, list[dict]]:
+    """{person: [{"path", "label"}]} from the folder's labels.csv (clips with sound).
+
+    With `count_faces` (an RGB frame -> the number of faces in it), clips that show
+    more than one face in any of six frames are left out: a tile is one participant,
+    and a film's second person in it would be scored against the wrong truth."""
     av_dir = Path(av_dir)
     table = av_dir / "labels.csv"
     if not table.is_file():
@@ -93,8 +97,14 @@ def clip_people(av_dir: str | Path) -> dict[str, list[dict]]:
             label = label if label in EMOTIONS else None
             if "without_audio" in row["file"]:
                 continue
-            people.setdefault(row["person"], []).append(
-                {"path": str(av_dir / row["file"]), "label": label})
+            path = av_dir / row["file"]
+            if count_faces is not None:
+                frames, _ = read_clip(path)
+                most = max(count_faces(f) for f in frames[::max(1, len(frames) // 6)])
+                if most > 1:
+                    log.info("left out %s: %d faces in one frame", row["file"], most)
+                    continue
+            people.setdefault(row["person"], []).append({"path": str(path), "label": label})
     return people
 
 
@@ -227,9 +237,10 @@ def compose_meeting(out: Path, name: str, script: dict, people: dict, faces: lis
 
 
 def compose_meetings(out_dir: str | Path, av_dir: str | Path, faces: dict[str, list[Path]],
-                     voices: list[str], *, n: int, seed: int = 0) -> list[dict]:
+                     voices: list[str], *, n: int, seed: int = 0, count_faces=None
+                     ) -> list[dict]:
     out_dir = Path(out_dir)
-    people = clip_people(av_dir)
+    people = clip_people(av_dir, count_faces)
     flat = [(p, e) for e in EMOTIONS for p in faces[e]]
     manifest = []
     for k in range(n):

@@ -347,8 +347,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.results:
         results = read_results(manifest, Path(args.results))
     else:
-        a = work_dir(args.artifacts)
-        analyzer = Analyzer(a.embedder, a.multimodal, a.isolation)
+        analyzer = Analyzer(*_artifact_paths(args.artifacts))
         results = analyse(manifest, videos_dir, analyzer, out / "results")
     report = score(manifest, results)
     if not args.results:
@@ -361,8 +360,14 @@ def run(args: argparse.Namespace) -> dict:
     return report
 
 
+def _artifact_paths(root: str | Path) -> tuple[Path, Path, Path]:
+    a = work_dir(root)
+    return a.embedder, a.multimodal, a.isolation
+
+
 def meetings(args: argparse.Namespace, out: Path, analyzer) -> dict:
     """Compose (unless there), analyse (or read --results) and score the meetings."""
+    from emotion.serve.analyzer import Analyzer
     from emotion.stages import meeting_eval
 
     videos = out / "meetings"
@@ -375,8 +380,11 @@ def meetings(args: argparse.Namespace, out: Path, analyzer) -> dict:
                                "--audio_h5) to compose them")
         voices = (sorted(str(p) for p in Path(args.voices).glob("*.wav")) if args.voices
                   else [c for cs in test_clips(args.audio_h5).values() for c in cs])
-        manifest = meeting_eval.compose_meetings(videos, args.av_clips, face_files(args.faces),
-                                                 voices, n=args.meetings, seed=args.seed)
+        finder = analyzer or Analyzer(*_artifact_paths(args.artifacts))
+        manifest = meeting_eval.compose_meetings(
+            videos, args.av_clips, face_files(args.faces), voices, n=args.meetings,
+            seed=args.seed, count_faces=lambda rgb: len(finder.embedder.faces(
+                rgb, min_side=finder.options.meeting.min_face)))
     results = (read_results(manifest, Path(args.results)) if analyzer is None
                else analyse(manifest, videos, analyzer, out / "meeting_results"))
     report = meeting_eval.score_meetings(manifest, results)
