@@ -38,10 +38,14 @@ log = logging.getLogger("asd_calibration")
 
 
 def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict) -> list[dict]:
-    """Per speech window and participant on screen: logits of every model, and the truth."""
+    """Per speech window and participant on screen: logits of every model, and the truth.
+    Participants are the analysis' own (raw tracks merged as Meeting.finish merges them;
+    a merged participant's score in a window is the highest of its tracks')."""
     rows = []
+    scale = meeting_eval.SIZE[0] / MAX_FRAME_SIDE
     for m in manifest:
         meeting = Meeting(None)
+        raw = []
         for w in analyzer._iter(videos / m["video"], use_video=True):
             faces, emb = analyzer.faces_of(w.frames)
             audio = analyzer.audio_embedding(w.audio)
@@ -58,15 +62,28 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
                 scores[name] = np.atleast_2d(model.score(*inputs)).mean(1)
                 scores[name + "_visual"] = np.atleast_2d(
                     model.visual_only(inputs[0])).mean(1)
-            for j, s in enumerate(seen.values()):
-                scale = meeting_eval.SIZE[0] / MAX_FRAME_SIDE
+            for j, (pid, s) in enumerate(seen.items()):
                 box = np.mean([b for _, b in s.boxes], axis=0) * scale
-                who = next((pid for pid, sh in turn["shown"].items()
+                who = next((p for p, sh in turn["shown"].items()
                             if meeting_eval._inside(box, sh["rect"])), None)
-                rows.append({"video": m["video"], "window": len(meeting.windows) - 1,
-                             "truth": who is not None and who == turn["speaker"],
-                             "speaker_shown": turn["speaker"] in turn["shown"],
-                             **{k: float(v[j]) for k, v in scores.items()}})
+                raw.append({"video": m["video"], "window": len(meeting.windows) - 1, "pid": pid,
+                            "truth": who is not None and who == turn["speaker"],
+                            **{k: float(v[j]) for k, v in scores.items()}})
+        final = meeting.tracker.finish()
+        merged: dict[tuple, dict] = {}
+        for r in raw:
+            k = final.get(r["pid"])
+            if k is None:
+                continue
+            key = (r["window"], k)
+            if key not in merged:
+                merged[key] = {**r, "pid": k}
+            else:
+                old = merged[key]
+                merged[key] = {**{n: max(old[n], r[n]) for n in r if isinstance(r[n], float)},
+                               "video": r["video"], "window": r["window"], "pid": k,
+                               "truth": old["truth"] or r["truth"]}
+        rows += merged.values()
         log.info("%s: %d rows so far", m["video"], len(rows))
     return rows
 

@@ -54,6 +54,10 @@ def test_analyze_audio_and_video(analyzer, media, tmp_path, api_schema):
         assert "artifacts" not in body["models"] and str(tmp_path) not in text
         assert "upload-" not in text and "emotion-uploads" not in text
     assert body["timeline"][0]["face_found"]
+    # a video: its participants (one here) and their lane on the same time grid
+    assert body["participants"] == direct["participants"] and len(body["participants"]) == 1
+    assert len(body["participants"][0]["timeline"]) == len(body["timeline"])
+    assert body["unseen_speaker"] == direct["unseen_speaker"]
     assert leftovers(tmp_path) == []
 
 

@@ -101,6 +101,7 @@ def test_speech_with_no_speaker_on_screen_goes_to_the_unseen_lane(result):
     unseen = result["unseen_speaker"]
     assert [w["start"] for w in unseen["timeline"]] == [6.0]
     assert unseen["timeline"][0]["modalities"] == "audio_only"
+    assert unseen["timeline"][0]["speech_found"] and not unseen["timeline"][0]["face_found"]
     assert unseen["talk_seconds"] == 3.0
     for p in result["participants"]:
         assert not p["timeline"][2]["speech_found"]       # never the largest face's

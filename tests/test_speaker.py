@@ -65,6 +65,22 @@ def test_a_batch_scores_each_face_as_alone(ava, parity):
     np.testing.assert_allclose(vis[1], model.visual_only(faces), atol=1e-4)
 
 
+def test_auto_precision_agrees_with_fp32_or_stays_fp32(ava, parity):
+    """"auto" decides at load: bf16 where the CPU has it and a probe's logits agree with
+    fp32's within BF16_MAX_DIFF; every later batch is scored the same way."""
+    from emotion.models.image_backbone import cpu_supports_bf16
+    from emotion.models.speaker import BF16_MAX_DIFF
+
+    auto = ActiveSpeakerModel.load(weights="ava", precision="auto")
+    assert auto.precision in (("bf16", "fp32") if cpu_supports_bf16() else ("fp32",))
+    faces, feats = parity["video_gray"], parity["mfcc"]
+    first = auto.score(faces, feats)
+    np.testing.assert_array_equal(auto.score(faces, feats), first)
+    assert np.abs(first - ava.score(faces, feats)).max() <= BF16_MAX_DIFF
+    with pytest.raises(ArtifactError, match="precision"):
+        ActiveSpeakerModel.load(weights="ava", precision="fp16")
+
+
 def test_uneven_lengths_are_cut_like_the_authors(ava, parity):
     model = ava
     faces, feats = parity["video_gray"], parity["mfcc"]            # 20 frames, 80 MFCCs

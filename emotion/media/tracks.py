@@ -4,9 +4,10 @@ A meeting recording shows each participant in a tile (gallery view) or large
 (speaker view); tiles move when someone joins, and the view switches. So a face
 is linked to a participant by two cues:
 
-- **position**: the box overlaps the participant's last box (IoU), while nothing
-  suggests the layout changed since; a missed detection or a brief occlusion
-  keeps the participant open (``max_gap`` seconds) at the same place;
+- **position**: the box overlaps the participant's last box (IoU; a close overlap
+  is enough on its own, a loose one with a similar look), while nothing suggests
+  the layout changed since; a missed detection or a brief occlusion keeps the
+  participant open (``max_gap`` seconds) at the same place;
 - **appearance**: a colour signature of the face and its surroundings (hue and
   saturation of the face crop, and of the ring around it: hair, clothes and the
   participant's own room), compared with the participant's running signature.
@@ -93,6 +94,7 @@ class TrackerSettings:
     min_iou: float = 0.3          # a box this close to the last one is the same place
     same_look: float = 0.80       # signature similarity that links a face anywhere
     near_look: float = 0.55       # ... and at the same place
+    same_place: float = 0.6       # IoU that links a face whatever its look (no cut since)
     merge_look: float = 0.85      # participants that never meet and look this alike merge
     min_frames: int = 2           # seen in fewer sampled frames: not a participant
     min_share: float = 0.02       # ... or in less than this share of the sampled frames
@@ -124,8 +126,8 @@ class FaceTracker:
             for i, (box, sig) in enumerate(zip(boxes, sigs, strict=True)):
                 look = float(sig @ tr.signature)
                 place = iou(box, tr.last_box) if recent else 0.0
-                if look >= self.s.same_look or (place >= self.s.min_iou
-                                                and look >= self.s.near_look):
+                if look >= self.s.same_look or place >= self.s.same_place or (
+                        place >= self.s.min_iou and look >= self.s.near_look):
                     cost[i, j] = (1 - look) + (1 - place) * 0.5
         return cost
 

@@ -14,6 +14,7 @@ The modules are named as in the authors' code (``model.visualEncoder``, ``lossAV
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,9 @@ MFCC_PER_FRAME = 4            # 100 MFCC frames a second, 25 video frames a seco
 # The network's own input scaling (the authors' grey mean and std over AVA faces).
 GREY_MEAN, GREY_STD = 0.4161, 0.1688
 BN_EPS = 0.001
+BF16_MAX_DIFF = 0.1           # logits: bf16 is used only where it agrees with fp32 this well
+
+log = logging.getLogger(__name__)
 VISUAL_CHUNK = 1              # faces through the visual encoder at once (see ASDNet.visual)
 
 
@@ -251,15 +255,23 @@ def common_length(n_frames: int, n_mfcc: int) -> int:
 
 
 class ActiveSpeakerModel:
-    """Light-ASD in eval mode, fp32, on the CPU; numpy in, per-frame logits out."""
+    """Light-ASD in eval mode on the CPU; numpy in, per-frame logits out.
 
-    def __init__(self, net: LightASD, weights: str, path: Path):
+    `precision` "fp32" (the parity tests' path), or "auto": bf16 autocast where the
+    CPU has it (half the time, measured) and a probe's logits agree with fp32's
+    within BF16_MAX_DIFF, else fp32; `precision` then says which it is."""
+
+    def __init__(self, net: LightASD, weights: str, path: Path, precision: str = "fp32"):
+        if precision not in ("fp32", "auto"):
+            raise ArtifactError(f"Light-ASD precision {precision!r}: choose fp32 or auto")
         self.net = net.eval()
         self.weights = weights
         self.path = path
+        self.precision = precision
 
     @classmethod
-    def load(cls, path: str | Path | None = None, weights: str = "ava") -> ActiveSpeakerModel:
+    def load(cls, path: str | Path | None = None, weights: str = "ava",
+             precision: str = "fp32") -> ActiveSpeakerModel:
         """The shipped `weights` ("ava" or "talkset"), or the same file at `path`."""
         path = weights_file(weights, path)
         net = LightASD()
@@ -268,7 +280,35 @@ class ActiveSpeakerModel:
             net.load_state_dict(state)
         except (RuntimeError, OSError, ValueError) as e:      # unreadable or mismatched
             raise ArtifactError(f"{path}: cannot load Light-ASD weights ({e})") from e
-        return cls(net, weights, path)
+        model = cls(net, weights, path, precision)
+        if precision == "auto":
+            model._choose_precision()
+        return model
+
+    @torch.inference_mode()
+    def _choose_precision(self) -> None:
+        """"auto" becomes bf16 where the CPU has it and a seeded probe's logits agree with
+        fp32's within BF16_MAX_DIFF, else fp32: decided once, at load, so that every
+        analysis of a process scores alike."""
+        from emotion.models.image_backbone import cpu_supports_bf16
+
+        self.precision = "fp32"
+        if not cpu_supports_bf16():
+            return
+        rng = np.random.default_rng(0)
+        v = torch.from_numpy(rng.integers(0, 256, (1, 20, FACE_SIZE, FACE_SIZE), np.uint8))
+        a = torch.from_numpy((rng.standard_normal((1, 80, N_MFCC)) * 10).astype(np.float32))
+        exact = self.net(v, a)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast = self.net(v, a).float()
+        diff = float((fast - exact).abs().max())
+        self.precision = "bf16" if diff <= BF16_MAX_DIFF else "fp32"
+        log.info("Light-ASD bf16 vs fp32: largest logit difference %.4f -> %s", diff,
+                 self.precision)
+
+    def _forward(self, v: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.net(v, a).float()
 
     @torch.inference_mode()
     def score(self, faces: np.ndarray, mfcc: np.ndarray) -> np.ndarray:
@@ -294,7 +334,7 @@ class ActiveSpeakerModel:
                              "are needed for one video frame")
         v = torch.from_numpy(np.ascontiguousarray(faces[..., :n, :, :]))
         a = torch.from_numpy(np.ascontiguousarray(mfcc[..., :n * MFCC_PER_FRAME, :]))
-        out = self.net(v[None] if single else v, a if a.ndim == 3 else a[None])
+        out = self._forward(v[None] if single else v, a if a.ndim == 3 else a[None])
         return out[0].numpy() if single else out.numpy()
 
     @torch.inference_mode()

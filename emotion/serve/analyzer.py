@@ -113,6 +113,9 @@ class Analyzer:
                 "window_seconds": self.window, "hop_seconds": self.hop,
                 "active_speaker": {"network": "light-asd",
                                    "weights": self.options.meeting.asd_weights,
+                                   "seconds_per_window": self.options.meeting.asd_seconds,
+                                   "precision": getattr(self._speaker_model, "precision",
+                                                        "auto"),
                                    "min_face": self.options.meeting.min_face},
                 "label_names": list(EMOTIONS), "artifacts": dict(self.paths),
                 "versions": {k: self.ckpt.get("versions", {}).get(k)
@@ -145,7 +148,7 @@ class Analyzer:
             from emotion.models.speaker import ActiveSpeakerModel
 
             self._speaker_model = ActiveSpeakerModel.load(
-                weights=self.options.meeting.asd_weights)
+                weights=self.options.meeting.asd_weights, precision="auto")
         return self._speaker_model
 
     def audio_embedding(self, y: np.ndarray | None) -> np.ndarray | None:

@@ -154,7 +154,8 @@ class Meeting:
                 credited |= entry["speech_found"]
                 lanes[k].append(entry)
             if rec.audio is not None and not credited:
-                out = {"start": round(rec.start, 3), "end": round(rec.end, 3)}
+                out = {"start": round(rec.start, 3), "end": round(rec.end, 3),
+                       "face_found": False, "face_detected": False, "speech_found": True}
                 out.update(score(None, rec.audio))
                 unseen.append(out)
         participants = [self._participant(k, lanes[k], hop, final) for k in range(n)]

@@ -6,7 +6,10 @@
     python predict.py --audio clip.wav          # or --image frame.jpg alone
 
 Prints JSON: emotion_probs, anomaly_score (higher is more anomalous),
-anomaly_flag, and for media with time a timeline of windows.
+anomaly_flag, and for media with time a timeline of windows. A video's answer
+also has `participants` (every person on screen: a timeline of their own, when
+they speak, talk time, their emotions) and `unseen_speaker` (speech no face on
+screen was credited with); --plot draws one row per participant.
 """
 
 from __future__ import annotations

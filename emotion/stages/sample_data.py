@@ -159,22 +159,25 @@ def _mouth(img, cx, cy, r, emotion, thick) -> None:
                     0, 0, 360, (60, 20, 30), -1, cv2.LINE_AA)
 
 
-def draw_face(emotion: str, *, size: int = 128,
-              rng: np.random.Generator | None = None) -> np.ndarray:
+def draw_face(emotion: str, *, size: int = 128, rng: np.random.Generator | None = None,
+              look: np.random.Generator | None = None) -> np.ndarray:
     """A drawn face showing `emotion`, (size, size, 3) uint8 RGB: skin tone, hair,
     shading, eyes, brows, nose and mouth, enough for a face detector to find it
-    (BlazeFace finds all but about one in a hundred)."""
+    (BlazeFace finds all but about one in a hundred). `look` draws who it is (wall,
+    skin, hair, face shape; `rng` when not given), `rng` the rest (tilt, noise): the
+    same `look` seed draws the same person again."""
     rng = rng or np.random.default_rng(0)
+    look = look or rng
     s = 4  # draw large, then shrink: anti-aliasing for free
     big = size * s
     img = np.empty((big, big, 3), np.uint8)
-    img[:] = rng.integers(30, 220, size=3)
-    cx, cy = big / 2 + rng.normal(0, big * 0.02), big / 2 + rng.normal(0, big * 0.02)
-    r = big * rng.uniform(0.32, 0.38)
-    tone = rng.uniform(0.35, 1.0)
+    img[:] = look.integers(30, 220, size=3)
+    cx, cy = big / 2 + look.normal(0, big * 0.02), big / 2 + look.normal(0, big * 0.02)
+    r = big * look.uniform(0.32, 0.38)
+    tone = look.uniform(0.35, 1.0)
     skin = tuple(int(v) for v in np.array([225, 180, 150]) * tone + np.array([20, 10, 5]) *
                  (1 - tone))
-    hair = tuple(int(v) for v in rng.integers(10, 90, size=3))
+    hair = tuple(int(v) for v in look.integers(10, 90, size=3))
     thick = max(2, int(r * 0.05))
     cv2.ellipse(img, (int(cx), int(cy - r * 0.12)), (int(r * 0.95), int(r * 1.08)), 0, 0, 360,
                 hair, -1, cv2.LINE_AA)
@@ -252,8 +255,9 @@ def make_video(path: str | Path, segments: list[tuple[str | None, float]], *, fp
     """An mp4 of segments (emotion, seconds): the drawn face and voice of each.
 
     An emotion of None gives a segment with a blank frame and silence, or the
-    voice of emotion `voice` when one is given (a camera that sees no one). Each
-    second shows a newly drawn face, so frames vary as in a real recording.
+    voice of emotion `voice` when one is given (a camera that sees no one). The
+    video shows one person; each second their face is drawn anew (another tilt,
+    other noise), so frames vary as in a real recording.
     frame_size (width, height) places the face in a larger frame.
     """
     rng = np.random.default_rng(seed)
@@ -266,7 +270,8 @@ def make_video(path: str | Path, segments: list[tuple[str | None, float]], *, fp
             k = i // fps
             if k not in faces:
                 faces.clear()
-                face = (draw_face(emotion, size=size, rng=rng) if emotion
+                face = (draw_face(emotion, size=size, rng=rng,
+                                  look=np.random.default_rng([seed, 7])) if emotion
                         else np.full((size, size, 3), 128, np.uint8))
                 faces[k] = in_frame(face, width, height)
             return faces[k]
@@ -297,7 +302,8 @@ def make_meeting(path: str | Path, turns: list[tuple[int | None, list[str], floa
     def turn(speaker, emotions, seconds):
         frame = np.full((height, width, 3), 100, np.uint8)
         for k, e in enumerate(emotions):
-            face = draw_face(e, size=size, rng=np.random.default_rng([seed, k]))
+            face = draw_face(e, size=size, rng=np.random.default_rng([seed, k, len(e)]),
+                             look=np.random.default_rng([seed, k]))
             y0 = (k // cols) * th + (th - size) // 2
             x0 = (k % cols) * tw + (tw - size) // 2
             frame[y0:y0 + size, x0:x0 + size] = face
