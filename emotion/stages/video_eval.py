@@ -317,6 +317,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                                       "(file, label, person) for the meetings")
     p.add_argument("--voices", help="folder of WAVs for speakers with no tile (default: the "
                                     "test split of --audio_h5)")
+    p.add_argument("--no_singles", action="store_true",
+                   help="only the meetings: skip the videos of one face at a time")
     p.add_argument("--results", default=None,
                    help="score these predictions ({video}.json) instead of analysing")
     p.add_argument("--seed", type=int, default=0)
@@ -328,6 +330,16 @@ def run(args: argparse.Namespace) -> dict:
     from emotion.serve.analyzer import Analyzer
 
     out = Path(args.out)
+    analyzer = None if args.results else Analyzer(*_artifact_paths(args.artifacts))
+    report = {} if args.no_singles else singles(args, out, analyzer)
+    if args.meetings:
+        report["meetings"] = meetings(args, out, analyzer)
+    write_json(out / "report.json", report)
+    return report
+
+
+def singles(args: argparse.Namespace, out: Path, analyzer) -> dict:
+    """The videos of one face at a time (three framings): compose, analyse, score."""
     videos_dir = out / "videos"
     labels = videos_dir / "labels.json"
     if labels.is_file():
@@ -344,19 +356,15 @@ def run(args: argparse.Namespace) -> dict:
         manifest = compose(videos_dir, face_files(args.faces), test_clips(args.audio_h5),
                            framings=framings, videos=args.videos, segments=args.segments,
                            singles=args.singles, seed=args.seed)
-    if args.results:
+    if analyzer is None:
         results = read_results(manifest, Path(args.results))
     else:
-        analyzer = Analyzer(*_artifact_paths(args.artifacts))
         results = analyse(manifest, videos_dir, analyzer, out / "results")
     report = score(manifest, results)
-    if not args.results:
+    if analyzer is not None:
         report["all"]["voices_heard_in_training"] = heard_voices(
             manifest, args.audio_h5, analyzer.embedder.extra.get("voice_speakers"))
     log_report(report)
-    if args.meetings:
-        report["meetings"] = meetings(args, out, None if args.results else analyzer)
-    write_json(out / "report.json", report)
     return report
 
 
