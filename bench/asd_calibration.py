@@ -115,6 +115,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", default="results/asd_calibration")
     p.add_argument("--write", action="store_true", help="save the chosen fit")
+    p.add_argument("--recollect", action="store_true", help="score the videos again")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from emotion.models.speaker import ActiveSpeakerModel
@@ -131,9 +132,14 @@ def main() -> int:
             videos, args.av_clips, face_files(args.faces), voices, n=args.meetings,
             seed=args.seed, count_faces=lambda rgb: len(analyzer.embedder.faces(
                 rgb, min_side=analyzer.options.meeting.min_face)))
-    models = {w: ActiveSpeakerModel.load(weights=w) for w in ("ava", "talkset")}
-    rows = collect(analyzer, manifest, videos, models)
-    (out / "rows.json").write_text(json.dumps(rows))
+    if (out / "rows.json").is_file() and not args.recollect:
+        rows = json.loads((out / "rows.json").read_text())
+        log.info("reusing the %d rows of %s (--recollect scores the videos again)", len(rows),
+                 out / "rows.json")
+    else:
+        models = {w: ActiveSpeakerModel.load(weights=w) for w in ("ava", "talkset")}
+        rows = collect(analyzer, manifest, videos, models)
+        (out / "rows.json").write_text(json.dumps(rows))
     y = np.array([r["truth"] for r in rows])
     report = {}
     for key in ("ava", "talkset", "ava_visual", "talkset_visual"):

@@ -35,7 +35,7 @@ from emotion.models.embedder import Embedder, settings_differ
 from emotion.models.fusion import load_checkpoint, predict_proba
 from emotion.models.image_backbone import IMAGE_DIM
 from emotion.models.voice import EMBED_DIM as AUDIO_DIM
-from emotion.serve.meeting import Meeting, MeetingOptions
+from emotion.serve.meeting import Meeting, MeetingOptions, SpeakingCalibration
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class Analyzer:
                 "speech_gate": e.gate_settings(), "model_epoch": self.ckpt.get("epoch"),
                 "window_seconds": self.window, "hop_seconds": self.hop,
                 "active_speaker": {"network": "light-asd",
-                                   "weights": self.options.meeting.asd_weights,
+                                   "weights": self.speaker_weights,
                                    "seconds_per_window": self.options.meeting.asd_seconds,
                                    "precision": getattr(self._speaker_model, "precision",
                                                         "auto"),
@@ -142,13 +142,18 @@ class Analyzer:
         return faces, self.embedder.embed_faces([c for fs in faces for c in fs])
 
     @property
+    def speaker_weights(self) -> str:
+        """Light-ASD's weights: as asked, else those the speaking calibration was fitted on."""
+        return self.options.meeting.asd_weights or SpeakingCalibration.load().weights
+
+    @property
     def speaker_model(self):
         """The active-speaker network, loaded on first use (videos only)."""
         if self._speaker_model is None:
             from emotion.models.speaker import ActiveSpeakerModel
 
-            self._speaker_model = ActiveSpeakerModel.load(
-                weights=self.options.meeting.asd_weights, precision="auto")
+            self._speaker_model = ActiveSpeakerModel.load(weights=self.speaker_weights,
+                                                          precision="auto")
         return self._speaker_model
 
     def audio_embedding(self, y: np.ndarray | None) -> np.ndarray | None:

@@ -18,7 +18,9 @@ score below 0), and scores each participant's window: fused with the window's
 voice when they are its speaker, image only when they listen. Speech that no
 face on screen is credited with goes to the ``unseen_speaker`` lane (a camera
 turned off, a phone participant, someone outside the frame), never to the
-largest face. Two participants may speak in one window.
+largest face. The likeliest participant speaks from P = 0.5; a second one in the
+same window only from 0.8 (two people may speak at once, but a moving mouth
+beside the speaker is more often a listener's).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class SpeakingCalibration:
     a: float = 1.0
     b: float = 0.5
     c: float = 1.0
+    weights: str = "talkset"
     fitted_on: str = "default"
 
     @classmethod
@@ -61,7 +64,7 @@ class SpeakingCalibration:
         if not p.exists():
             return cls()
         d = json.loads(p.read_text())
-        return cls(**{k: d[k] for k in ("a", "b", "c", "fitted_on")})
+        return cls(**{k: d[k] for k in ("a", "b", "c", "weights", "fitted_on")})
 
     def probability(self, logit: float, margin: float) -> float:
         z = self.a * logit + self.b * min(margin, ALONE_MARGIN) + self.c
@@ -89,8 +92,9 @@ class _WindowRecord:
 @dataclass(frozen=True)
 class MeetingOptions:
     min_face: float = 24.0        # px (in frames scaled to 720): smaller faces are ignored
-    speaking: float = 0.5         # the probability above which a participant speaks
-    asd_weights: str = "ava"
+    speaking: float = 0.5         # the likeliest speaker on screen speaks from this probability
+    also_speaking: float = 0.8    # ... and another one too from this (two people at once)
+    asd_weights: str | None = None  # Light-ASD's "ava" or "talkset"; None: the calibrated
     asd_seconds: float = 1.0      # of each speech window, the loudest stretch this long
 
 
@@ -148,9 +152,10 @@ class Meeting:
         for rec in self.windows:
             merged = self._merge(rec, final)
             probs = self._probabilities(merged, rec.audio is not None)
+            speakers = self._speakers(probs)
             credited = False
             for k in range(n):
-                entry = self._entry(rec, merged.get(k), probs.get(k, 0.0), score)
+                entry = self._entry(rec, merged.get(k), probs.get(k, 0.0), k in speakers, score)
                 credited |= entry["speech_found"]
                 lanes[k].append(entry)
             if rec.audio is not None and not credited:
@@ -190,7 +195,18 @@ class Meeting:
             out[k] = self.calibration.probability(lg, margin)
         return out
 
-    def _entry(self, rec: _WindowRecord, s: _Seen | None, p: float, score) -> dict:
+    def _speakers(self, probs: dict[int, float]) -> set[int]:
+        """Who speaks in a window: the likeliest participant when sure enough, and any
+        other only when much surer (measured on composed meetings: most windows have one
+        speaker, and a moving mouth beside them is more often a listener)."""
+        if not probs:
+            return set()
+        best = max(probs, key=probs.get)
+        out = {best} if probs[best] >= self.options.speaking else set()
+        return out | {k for k, p in probs.items() if p >= self.options.also_speaking}
+
+    def _entry(self, rec: _WindowRecord, s: _Seen | None, p: float, speaks: bool,
+               score) -> dict:
         out = {"start": round(rec.start, 3), "end": round(rec.end, 3), "present": s is not None,
                "speaking": round(p, 3),
                "speaking_logit": None if s is None or s.logit is None else round(s.logit, 3),
@@ -200,7 +216,7 @@ class Meeting:
             out.update(speech_found=False, role=None, emotion=None, emotion_probs=None,
                        anomaly_score=None, anomaly_flag=None, modalities="none")
             return out
-        speaks = rec.audio is not None and p >= self.options.speaking
+        speaks = speaks and rec.audio is not None
         image = rec.embeddings[s.rows].mean(0)
         box = np.mean([b for _, b in s.boxes], axis=0) * self.frame_scale
         out.update(box=[round(float(v), 1) for v in box], speech_found=speaks,
