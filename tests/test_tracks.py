@@ -114,3 +114,25 @@ def test_frame_changed(change, expected):
     b = (a.astype(int) + change).clip(0, 255).astype(np.uint8)
     assert frame_changed(a, b, 18.0) is expected
     assert frame_changed(None, b, 18.0) is False
+
+
+def test_a_face_and_the_centre_square_that_stood_for_it_are_one_participant():
+    """A close-up whose face the detector found in some frames and the verified centre
+    square stood for in others: one participant, not two."""
+    rng = np.random.default_rng(5)
+    tracker = FaceTracker()
+    frame, boxes = gallery([0], rng, tiles=[(140, 0, 500, 360)])
+    centre = (140.0, 0.0, 500.0, 360.0)
+    for k in range(9):
+        tracker.update(float(k), frame, [centre] if k % 3 == 1 else boxes)
+    assert set(tracker.finish().values()) == {0}
+
+
+def test_a_face_seen_once_is_kept_when_it_is_the_only_one():
+    rng = np.random.default_rng(6)
+    tracker = FaceTracker(TrackerSettings(min_frames=2))
+    frame, boxes = gallery([2], rng)
+    tracker.update(0.0, frame, boxes)
+    for k in range(1, 6):
+        tracker.update(float(k), frame, [])
+    assert list(tracker.finish().values()) == [0]

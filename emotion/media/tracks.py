@@ -4,8 +4,10 @@ A meeting recording shows each participant in a tile (gallery view) or large
 (speaker view); tiles move when someone joins, and the view switches. So a face
 is linked to a participant by two cues:
 
-- **position**: the box overlaps the participant's last box (IoU; a close overlap
-  is enough on its own, a loose one with a similar look), while nothing suggests
+- **position**: the box overlaps the participant's last box (intersection over the
+  smaller box, so a detected face inside the centre square that stood for it in
+  another frame is the same place; a close overlap is enough on its own, a loose
+  one with a similar look), while nothing suggests
   the layout changed since; a missed detection or a brief occlusion keeps the
   participant open (``max_gap`` seconds) at the same place;
 - **appearance**: a colour signature of the face and its surroundings (hue and
@@ -21,7 +23,8 @@ frame. A layout change is told by a frame-difference test between sampled frames
 the cuts of a meeting recording). At the end, participants that never share a
 frame and look alike are merged (a person whose first tile was missed long
 enough to open a new participant), and participants seen in too few frames
-to be a person are dropped; ids are then numbered by first appearance.
+to be a person are dropped (unless none is left: then the most seen stays);
+ids are then numbered by first appearance.
 """
 
 from __future__ import annotations
@@ -31,8 +34,6 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-
-from emotion.media.images import iou
 
 HIST_BINS = (12, 6)  # hue, saturation
 
@@ -59,6 +60,16 @@ def appearance(rgb: np.ndarray, box) -> np.ndarray:
         parts.append(np.sqrt(hist / max(hist.sum(), 1.0)))
     sig = np.concatenate(parts).astype(np.float32)
     return sig / max(float(np.linalg.norm(sig)), 1e-9)
+
+
+def overlap(a, b) -> float:
+    """Intersection over the smaller box: 1 when one box holds the other (a detected face
+    inside the centre square that stood for it in another frame), as IoU where the two
+    are alike."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(ix * iy / small) if small > 0 else 0.0
 
 
 def frame_changed(prev: np.ndarray | None, rgb: np.ndarray, threshold: float) -> bool:
@@ -91,10 +102,10 @@ class Track:
 @dataclass(frozen=True)
 class TrackerSettings:
     max_gap: float = 6.0          # seconds a participant keeps its place unseen
-    min_iou: float = 0.3          # a box this close to the last one is the same place
+    min_iou: float = 0.3          # boxes overlapping this much (of the smaller) share a place
     same_look: float = 0.80       # signature similarity that links a face anywhere
     near_look: float = 0.55       # ... and at the same place
-    same_place: float = 0.6       # IoU that links a face whatever its look (no cut since)
+    same_place: float = 0.6       # overlap that links a face whatever its look (no cut)
     merge_look: float = 0.85      # participants that never meet and look this alike merge
     min_frames: int = 2           # seen in fewer sampled frames: not a participant
     min_share: float = 0.02       # ... or in less than this share of the sampled frames
@@ -125,7 +136,7 @@ class FaceTracker:
             recent = not cut and t - tr.last_t <= self.s.max_gap
             for i, (box, sig) in enumerate(zip(boxes, sigs, strict=True)):
                 look = float(sig @ tr.signature)
-                place = iou(box, tr.last_box) if recent else 0.0
+                place = overlap(box, tr.last_box) if recent else 0.0
                 if look >= self.s.same_look or place >= self.s.same_place or (
                         place >= self.s.min_iou and look >= self.s.near_look):
                     cost[i, j] = (1 - look) + (1 - place) * 0.5
@@ -175,7 +186,10 @@ class FaceTracker:
                     parent[rb] = ra
                     times[ra] |= times[rb]
         floor = max(self.s.min_frames, self.s.min_share * self.frames_seen)
-        keep = sorted({root(i) for i in parent if len(times[root(i)]) >= floor},
-                      key=lambda r: min(times[r]))
+        roots = {root(i) for i in parent}
+        keep = {r for r in roots if len(times[r]) >= floor}
+        if not keep and roots:  # one face seen too rarely is still the one on screen
+            keep = {max(roots, key=lambda r: len(times[r]))}
+        keep = sorted(keep, key=lambda r: min(times[r]))
         final = {r: k for k, r in enumerate(keep)}
         return {i: final.get(root(i)) for i in parent}
