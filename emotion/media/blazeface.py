@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from emotion.core.errors import ArtifactError
-from emotion.media.images import iou
+from emotion.media.images import iou, overlap
 
 MODEL = Path(__file__).resolve().parent / "assets" / "face_detection_short_range.tflite"
 MODEL_SHA256 = "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8"
@@ -164,7 +164,10 @@ class BlazeFace:
             b, s = np.concatenate(found_b), np.concatenate(found_s)
             if len(s):
                 b, s = weighted_nms(b, s)
-                new = [i for i in range(len(b)) if all(iou(b[i], k) < NMS_IOU for k in boxes)]
+                # new faces only: not one found already, nor a part of one (an eye and a
+                # nose in a close-up's half tile look like a small face)
+                new = [i for i in range(len(b)) if all(
+                    iou(b[i], k) < NMS_IOU and overlap(b[i], k) < 0.5 for k in boxes)]
                 boxes, scores = np.concatenate([boxes, b[new]]), np.concatenate([scores, s[new]])
         return boxes, scores
 

@@ -115,6 +115,14 @@ def iou(a, b) -> float:
     return float(ix * iy / union) if union > 0 else 0.0
 
 
+def overlap(a, b) -> float:
+    """Intersection over the smaller of two boxes: 1 when one holds the other."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return float(ix * iy / small) if small > 0 else 0.0
+
+
 def crop_square(rgb: np.ndarray, box, size: int) -> np.ndarray:
     """Cut `box` (x1, y1, x2, y2; may reach outside) and resize to size x size.
 

@@ -35,6 +35,8 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from emotion.media.images import overlap
+
 HIST_BINS = (12, 6)  # hue, saturation
 
 
@@ -60,16 +62,6 @@ def appearance(rgb: np.ndarray, box) -> np.ndarray:
         parts.append(np.sqrt(hist / max(hist.sum(), 1.0)))
     sig = np.concatenate(parts).astype(np.float32)
     return sig / max(float(np.linalg.norm(sig)), 1e-9)
-
-
-def overlap(a, b) -> float:
-    """Intersection over the smaller box: 1 when one box holds the other (a detected face
-    inside the centre square that stood for it in another frame), as IoU where the two
-    are alike."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
-    return float(ix * iy / small) if small > 0 else 0.0
 
 
 def frame_changed(prev: np.ndarray | None, rgb: np.ndarray, threshold: float) -> bool:
