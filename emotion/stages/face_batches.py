@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from emotion.core import h5io
+from emotion.core.distributed import shard_blocks
 from emotion.core.labels import ALL_LABELS, EMOTIONS
 
 BLOCK = 32              # rows read with one slice
@@ -34,15 +35,28 @@ CONTRAST = 0.2
 
 
 class SplitReader:
-    """One split's images of the six emotions, in batches; other classes are dropped."""
+    """One split's images of the six emotions, in batches; other classes are dropped.
+
+    With ``shard=(rank, world)`` the reader holds only its rank's blocks of rows
+    (block i of the six-emotion rows goes to rank i % world): under
+    DistributedDataParallel each process reads its own part of the file.
+    `counts` and `all_labels` still describe the whole split.
+    """
 
     def __init__(self, group: h5py.Group, *, block: int = BLOCK,
-                 buffer_blocks: int = BUFFER_BLOCKS):
+                 buffer_blocks: int = BUFFER_BLOCKS, shard: tuple[int, int] = (0, 1)):
         self.images = group["images"]
         labels = group["labels"][()].astype(np.int64)
         keep = (labels >= 0) & (labels < len(EMOTIONS))
-        self.rows = np.flatnonzero(keep)
-        self.labels = labels[self.rows]  # ALL_LABELS starts with EMOTIONS: same index
+        rows = np.flatnonzero(keep)
+        self.all_labels = labels[rows]  # ALL_LABELS starts with EMOTIONS: same index
+        rank, world = shard
+        if world > 1:
+            mine = [np.arange(s, min(s + block, len(rows)))
+                    for s in shard_blocks(len(rows), block, rank, world)]
+            rows = rows[np.concatenate(mine)] if mine else rows[:0]
+        self.rows = rows
+        self.labels = labels[rows]
         self.dropped = dict(sorted(Counter(
             ALL_LABELS[i] if 0 <= i < len(ALL_LABELS) else str(i) for i in labels[~keep]
         ).items()))
@@ -52,7 +66,7 @@ class SplitReader:
         return len(self.rows)
 
     def counts(self) -> dict[str, int]:
-        c = np.bincount(self.labels, minlength=len(EMOTIONS))
+        c = np.bincount(self.all_labels, minlength=len(EMOTIONS))
         return {name: int(n) for name, n in zip(EMOTIONS, c, strict=True)}
 
     def _read(self, rows: np.ndarray) -> np.ndarray:
