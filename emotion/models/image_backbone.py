@@ -60,6 +60,12 @@ class LiteBackbone(nn.Module):
         import timm
 
         self.net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+        # timm's TF ports keep TF's batch-norm momentum (0.01): fine-tuned on faces, the
+        # running statistics would trail ImageNet's for hundreds of steps and a short
+        # run's eval-mode predictions collapse onto one class (seen on the test sample).
+        for m in self.net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1
         self.proj = nn.Linear(LITE_FEATURES, IMAGE_DIM)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
