@@ -133,3 +133,22 @@ def test_training_with_every_regulariser_runs_and_learns(preprocessed):
     losses = [h["loss"] for h in history]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
     assert "per_class_recall" in best["val"]
+
+
+def test_pipeline_passes_precision_and_arch_only_when_asked(tmp_path):
+    from emotion.stages import run_all
+
+    def argv(*extra):
+        args = run_all.get_args_parser().parse_args(
+            ["--images", str(tmp_path), "--audio", str(tmp_path), "--work", str(tmp_path),
+             *extra])
+        return {s.name: s.argv for s in run_all.stages(args)}
+
+    plain = argv()
+    assert not any("--precision" in a or "--arch" in a for a in plain.values())
+    asked = argv("--precision", "fp32", "--face_arch", "efficientnet_lite0")
+    train, extract = asked["train_face_backbone.py"], asked["extract_embeddings.py"]
+    assert train[train.index("--precision") + 1] == "fp32"
+    assert train[train.index("--arch") + 1] == "efficientnet_lite0"
+    assert extract[extract.index("--precision") + 1] == "fp32"
+    assert asked["preprocess_images.py"] == plain["preprocess_images.py"]
