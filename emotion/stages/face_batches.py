@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from emotion.core import h5io
+from emotion.core.distributed import shard_blocks
 from emotion.core.labels import ALL_LABELS, EMOTIONS
 
 BLOCK = 32              # rows read with one slice
@@ -34,15 +35,28 @@ CONTRAST = 0.2
 
 
 class SplitReader:
-    """One split's images of the six emotions, in batches; other classes are dropped."""
+    """One split's images of the six emotions, in batches; other classes are dropped.
+
+    With ``shard=(rank, world)`` the reader holds only its rank's blocks of rows
+    (block i of the six-emotion rows goes to rank i % world): under
+    DistributedDataParallel each process reads its own part of the file.
+    `counts` and `all_labels` still describe the whole split.
+    """
 
     def __init__(self, group: h5py.Group, *, block: int = BLOCK,
-                 buffer_blocks: int = BUFFER_BLOCKS):
+                 buffer_blocks: int = BUFFER_BLOCKS, shard: tuple[int, int] = (0, 1)):
         self.images = group["images"]
         labels = group["labels"][()].astype(np.int64)
         keep = (labels >= 0) & (labels < len(EMOTIONS))
-        self.rows = np.flatnonzero(keep)
-        self.labels = labels[self.rows]  # ALL_LABELS starts with EMOTIONS: same index
+        rows = np.flatnonzero(keep)
+        self.all_labels = labels[rows]  # ALL_LABELS starts with EMOTIONS: same index
+        rank, world = shard
+        if world > 1:
+            mine = [np.arange(s, min(s + block, len(rows)))
+                    for s in shard_blocks(len(rows), block, rank, world)]
+            rows = rows[np.concatenate(mine)] if mine else rows[:0]
+        self.rows = rows
+        self.labels = labels[rows]
         self.dropped = dict(sorted(Counter(
             ALL_LABELS[i] if 0 <= i < len(ALL_LABELS) else str(i) for i in labels[~keep]
         ).items()))
@@ -52,7 +66,7 @@ class SplitReader:
         return len(self.rows)
 
     def counts(self) -> dict[str, int]:
-        c = np.bincount(self.labels, minlength=len(EMOTIONS))
+        c = np.bincount(self.all_labels, minlength=len(EMOTIONS))
         return {name: int(n) for name, n in zip(EMOTIONS, c, strict=True)}
 
     def _read(self, rows: np.ndarray) -> np.ndarray:
@@ -121,6 +135,54 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     brightness = (1 + u[:, 6] * BRIGHTNESS).view(n, 1, 1, 1).to(x.device)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return (((x - mean) * contrast + mean) * brightness).clamp_(0.0, 1.0)
+
+
+def random_erase(x: torch.Tensor, generator: torch.Generator, p: float,
+                 area: tuple[float, float] = (0.02, 0.2)) -> torch.Tensor:
+    """With probability p per image, a random rectangle (a share `area` of the picture,
+    aspect 1/3 to 3) painted with the image's mean: a hand or a shadow over part of a face."""
+    n, _, h, w = x.shape
+    u = torch.rand(n, 5, generator=generator)
+    share = area[0] + u[:, 1] * (area[1] - area[0])
+    aspect = torch.exp((u[:, 2] * 2 - 1) * math.log(3))
+    eh = (torch.sqrt(share * aspect) * h).clamp(1, h)
+    ew = (torch.sqrt(share / aspect) * w).clamp(1, w)
+    top, left = u[:, 3] * (h - eh), u[:, 4] * (w - ew)
+    rows = torch.arange(h).view(1, h, 1)
+    cols = torch.arange(w).view(1, 1, w)
+    box = ((rows >= top.view(n, 1, 1)) & (rows < (top + eh).view(n, 1, 1))
+           & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1))
+           & (u[:, 0] < p).view(n, 1, 1)).unsqueeze(1).to(x.device)
+    return torch.where(box, x.mean(dim=(1, 2, 3), keepdim=True), x)
+
+
+def mix(x: torch.Tensor, generator: torch.Generator, *, mixup: float, cutmix: float
+        ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup (alpha `mixup`) or CutMix (alpha `cutmix`; one of the two per batch when both
+    are on): (mixed images, the partner of each image as a permutation, lam).
+
+    The loss is lam * CE(y) + (1 - lam) * CE(y[perm]). Alpha 0 turns a method off.
+    """
+    n = len(x)
+    perm = torch.randperm(n, generator=generator)
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    rng = np.random.default_rng(seed)
+    methods = [m for m, a in (("mixup", mixup), ("cutmix", cutmix)) if a > 0]
+    if not methods:
+        return x, perm, 1.0
+    method = methods[int(rng.integers(len(methods)))]
+    lam = float(rng.beta(mixup, mixup) if method == "mixup" else rng.beta(cutmix, cutmix))
+    partner = x[perm.to(x.device)]
+    if method == "mixup":
+        return lam * x + (1 - lam) * partner, perm, lam
+    h, w = x.shape[-2:]
+    ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    out = x.clone()
+    out[:, :, y0:y1, x0:x1] = partner[:, :, y0:y1, x0:x1]
+    return out, perm, 1 - (y1 - y0) * (x1 - x0) / (h * w)  # lam of the area actually kept
 
 
 # --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from emotion.core.atomic import write_text_atomic
 from emotion.core.h5io import SCHEMA_VERSION
 from emotion.core.paths import Artifacts, work_dir
 from emotion.media.faces import DETECTORS
+from emotion.models.image_backbone import ARCHS
 from emotion.serve import predict
 from emotion.stages import (
     evaluate,
@@ -165,6 +166,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--net_size", type=int, default=64,
                    help="side the face backbone sees (the crops are resized to it)")
     p.add_argument("--face_init", default="auto", help="auto, imagenet, scratch or a PATH")
+    p.add_argument("--face_arch", default="resnet18", choices=ARCHS,
+                   help="the face backbone's network (efficientnet_lite0: ImageNet start)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="the face backbone's training and the embedding: auto uses bf16 "
+                        "where the hardware has it; fp32 forces fp32")
     p.add_argument("--folds", type=int, default=4,
                    help="speaker folds for the out-of-fold audio embeddings")
     p.add_argument("--epochs", type=int, default=50)
@@ -175,6 +181,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="redo every stage")
     return p
+
+
+def _optional(args) -> list[str]:
+    """--precision: passed only when not the default, so that runs made before
+    these flags existed are not redone for them."""
+    return ["--precision", args.precision] if args.precision != "auto" else []
 
 
 def _prepare_stages(args, a: Artifacts, seed: list[str]) -> list[Stage]:
@@ -193,7 +205,9 @@ def _prepare_stages(args, a: Artifacts, seed: list[str]) -> list[Stage]:
         out.append(Stage("train_face_backbone.py", train_backbone.main,
                          ["--images_h5", str(a.preprocessed_images), "--out",
                           str(a.face_backbone), "--epochs", str(args.face_epochs),
-                          "--net_size", str(args.net_size), "--init", args.face_init, *seed],
+                          "--net_size", str(args.net_size), "--init", args.face_init, *seed,
+                          *_optional(args),
+                          *(["--arch", args.face_arch] if args.face_arch != "resnet18" else [])],
                          [a.preprocessed_images], [a.face_backbone]))
     return out
 
@@ -209,7 +223,8 @@ def _model_stages(args, a: Artifacts, seed: list[str]) -> list[Stage]:
               ["--image_h5", str(a.preprocessed_images), "--audio_h5", str(a.preprocessed_audio),
                "--out_image_h5", str(a.embeddings_images),
                "--out_audio_h5", str(a.embeddings_audio), "--embedder_out", str(a.embedder),
-               "--image_weights", weights, "--folds", str(args.folds), *seed],
+               "--image_weights", weights, "--folds", str(args.folds), *seed,
+               *_optional(args)],
               [a.preprocessed_images, a.preprocessed_audio, *weights_inputs],
               [a.embeddings_images, a.embeddings_audio, a.embedder]),
         Stage("make_paired_h5_filtered.py", pair.main,

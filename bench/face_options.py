@@ -1,0 +1,111 @@
+"""Which face backbone? Train each named option on a preprocessed file and tabulate.
+
+    python bench/face_options.py --images_h5 results/real/preprocessed_images.h5 \
+        --work /tmp/face_options --precision fp32                       # every option
+    python bench/face_options.py --images_h5 ... --only today,lite0 --epochs 3 \
+        --max_train_batches 60                                          # a quick ranking
+
+Every option runs train_face_backbone.py with the same file, seed, precision and
+(unless it says otherwise) epochs; "today" is the shipped setting (ResNet18 at
+64 px, the pipeline's). The table gives, per option, test accuracy and macro-F1,
+the recall of every class (fear, sad and disgust are where FER models fail),
+val macro-F1 (what the choice is made on), the epoch kept and the training
+minutes. Choose on val; test is for the report. Runs one after the other: on a
+shared machine say what else ran. Options are re-used when their file exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> train_face_backbone.py flags beyond the common ones
+OPTIONS: dict[str, list[str]] = {
+    "today": ["--arch", "resnet18", "--net_size", "64"],
+    "today+tta": ["--arch", "resnet18", "--net_size", "64", "--tta_flip", "1"],
+    "r18-erase": ["--arch", "resnet18", "--net_size", "64", "--erase", "0.5"],
+    "r18-mix": ["--arch", "resnet18", "--net_size", "64", "--mixup", "0.2", "--cutmix", "1.0"],
+    "r18-96": ["--arch", "resnet18", "--net_size", "96"],
+    "lite0": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "64"],
+    "lite0-96": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "96"],
+    "lite0-96-all": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "96",
+                     "--erase", "0.5", "--mixup", "0.2", "--cutmix", "1.0", "--tta_flip", "1"],
+}
+CLASSES = ("fear", "sad", "disgust", "angry", "happy", "neutral")
+
+
+def run_option(name: str, flags: list[str], args) -> dict:
+    out = args.work / f"{name}.pt"
+    if not out.is_file():
+        cmd = [sys.executable, str(ROOT / "train_face_backbone.py"), "--images_h5",
+               str(args.images_h5), "--out", str(out), "--epochs", str(args.epochs),
+               "--precision", args.precision, "--device", args.device, "--seed", str(args.seed),
+               *(["--max_train_batches", str(args.max_train_batches)]
+                 if args.max_train_batches else []), *flags]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with (args.work / f"{name}.log").open("w") as log:
+            done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if done.returncode != 0:
+            return {"option": name, "error": f"exit {done.returncode}; see {name}.log"}
+    import torch
+
+    d = torch.load(out, weights_only=True)
+    test, val = d["metrics"].get("test", {}), d["metrics"]["val"]
+    return {"option": name, "flags": " ".join(flags), "test_accuracy": test.get("accuracy"),
+            "test_macro_f1": test.get("macro_f1"), "val_macro_f1": val["macro_f1"],
+            "recall": test.get("per_class_recall", {}), "epoch": d["epoch"],
+            "epochs_run": len(d["history"]), "train_minutes": d.get("train_minutes"),
+            "precision": d["config"]["precision"]}
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| option | test acc | test macro-F1 | val macro-F1 | "
+            + " | ".join(f"recall {c}" for c in CLASSES) + " | epoch kept | minutes |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['option']} | {r['error']} |")
+            continue
+        rec = " | ".join(f"{r['recall'].get(c, float('nan')):.3f}" for c in CLASSES)
+        lines.append(f"| {r['option']} | {r['test_accuracy']:.3f} | {r['test_macro_f1']:.3f} | "
+                     f"{r['val_macro_f1']:.3f} | {rec} | {r['epoch']}/{r['epochs_run']} | "
+                     f"{r['train_minutes']} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images_h5", type=Path, required=True)
+    p.add_argument("--work", type=Path, default=Path("/tmp/face_options"))
+    p.add_argument("--only", default=",".join(OPTIONS), help="comma-separated option names")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--max_train_batches", type=int, default=None)
+    p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = set(names) - set(OPTIONS)
+    if unknown:
+        p.error(f"unknown options {sorted(unknown)}; known: {', '.join(OPTIONS)}")
+    args.work.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        rows.append(run_option(name, OPTIONS[name], args))
+        print(json.dumps(rows[-1]), flush=True)
+    text = table(rows)
+    (args.work / "table.md").write_text(text + "\n")
+    (args.work / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
