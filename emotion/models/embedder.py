@@ -95,10 +95,12 @@ class Embedder:
         self.device = resolve_device(device)
         self.image_state = image_state
         self.voice_state, self.voice, self.audio_params = voice_state, voice, audio_params
-        # a gate recorded before levelling existed did not level
-        self.speech_gate = {"level_normalised": False, **speech_gate} if speech_gate else {
-            "threshold": vad.THRESHOLD, "min_speech_seconds": vad.MIN_SPEECH_SECONDS,
-            "level_normalised": vad.LEVEL_NORMALISED}
+        # a gate recorded before levelling (or slowed hearings) existed did neither
+        self.speech_gate = {"level_normalised": False, "slowed_views": [], **speech_gate} \
+            if speech_gate else {
+                "threshold": vad.THRESHOLD, "min_speech_seconds": vad.MIN_SPEECH_SECONDS,
+                "level_normalised": vad.LEVEL_NORMALISED,
+                "slowed_views": list(vad.SLOWED_VIEWS)}
         self.extra = extra or {}
         precision = image.precision
         if precision == "bf16" and self.device == "cpu" and not cpu_supports_bf16():
@@ -130,7 +132,9 @@ class Embedder:
         }
 
     def gate_settings(self) -> dict:
-        return {"kind": "silero-vad", **self.speech_gate}
+        # no slowed hearings is recorded as before they existed: old embedders keep their id
+        return {"kind": "silero-vad", **{k: v for k, v in self.speech_gate.items()
+                                         if k != "slowed_views" or v}}
 
     @property
     def embedder_id(self) -> str:

@@ -35,6 +35,7 @@ from emotion.core.errors import EmotionError
 from emotion.core.labels import ALL_LABELS, EMOTIONS
 from emotion.core.splits import speaker_folds
 from emotion.media.audio import AudioParams, prepare_clip, resample, split_windows
+from emotion.media.augment import meeting_copy
 from emotion.models import whisper
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,14 @@ class VoiceConfig:
     windows: bool = True                      # train on the clips' 3-s speech windows too
     folds: int = 4                            # speaker folds for out-of-fold embeddings
     seed: int = 0
+    meeting_copies: int = 0                   # meeting-like copies (media.augment) per clip
+    balance: bool = False                     # every corpus weighs the same in the loss
+    calibrate: bool = False                   # a temperature fitted on out-of-fold logits
+
+
+# What embedders did before a setting existed: such a setting is recorded only when it
+# departs from this, so that an embedder made before it keeps its settings and its id.
+LEGACY = {"meeting_copies": 0, "balance": False, "calibrate": False}
 
 
 class VoiceFeatures:
@@ -77,15 +86,17 @@ class VoiceHead:
 
     def __init__(self, state: dict):
         t = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in state.items()
-             if k in ("mean", "scale", "coef", "intercept", "pca_mean", "components")}
+             if k in ("mean", "scale", "coef", "intercept", "pca_mean", "components",
+                      "temperature")}
         self.state = state
         self._t = t
         self.classes = [int(c) for c in state["classes"]]
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, cfg: VoiceConfig, *,
-            pca_x: np.ndarray | None = None) -> VoiceHead:
-        """x (N, F) features, y (N,) indices into EMOTIONS; PCA on `pca_x` (default x)."""
+            pca_x: np.ndarray | None = None, groups: np.ndarray | None = None) -> VoiceHead:
+        """x (N, F) features, y (N,) indices into EMOTIONS; PCA on `pca_x` (default x).
+        Classes weigh the same; with `groups` (each row's corpus), so do the groups."""
         from sklearn.decomposition import PCA
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
@@ -94,8 +105,12 @@ class VoiceHead:
             raise EmotionError(f"the voice head needs clips of at least two emotions, got "
                                f"{sorted({EMOTIONS[i] for i in y.tolist()})}")
         scaler = StandardScaler().fit(x)
-        lr = LogisticRegression(C=cfg.c, class_weight="balanced", max_iter=3000)
-        lr.fit(scaler.transform(x), y)
+        if groups is None:
+            lr = LogisticRegression(C=cfg.c, class_weight="balanced", max_iter=3000)
+            lr.fit(scaler.transform(x), y)
+        else:
+            lr = LogisticRegression(C=cfg.c, max_iter=3000)
+            lr.fit(scaler.transform(x), y, sample_weight=balanced_weights(y, groups))
         z = scaler.transform(x if pca_x is None else pca_x)
         k = min(EMBED_DIM - N_LOGITS, z.shape[0], z.shape[1])
         pca = PCA(n_components=k, random_state=cfg.seed).fit(z)
@@ -110,6 +125,8 @@ class VoiceHead:
         """(N, 6) in EMOTIONS order; an emotion not trained on gets ABSENT_LOGIT."""
         z = self._z(x)
         scores = z @ self._t["coef"].T + self._t["intercept"]
+        if "temperature" in self._t:
+            scores = scores / self._t["temperature"]
         if scores.shape[1] == 1:  # sklearn's binary case: one score for classes[1]
             scores = torch.cat([-scores, scores], dim=1) / 2
         out = np.full((len(z), N_LOGITS), ABSENT_LOGIT, np.float64)
@@ -122,6 +139,10 @@ class VoiceHead:
         out = np.zeros((len(comp), EMBED_DIM - N_LOGITS), np.float32)
         out[:, :comp.shape[1]] = comp
         return out
+
+    def with_temperature(self, t: float) -> VoiceHead:
+        """The same head, its logits divided by `t` (calibrated log-probabilities)."""
+        return VoiceHead({**self.state, "temperature": np.float64(t)})
 
     def embed(self, x: np.ndarray) -> np.ndarray:
         return np.concatenate([self.logits(x), self.components(x)], axis=1)
@@ -137,6 +158,32 @@ class VoiceHead:
         """Plain data (loads with torch.load(weights_only=True))."""
         return {k: (torch.as_tensor(v, dtype=torch.float64) if k != "classes" else list(v))
                 for k, v in self.state.items()}
+
+
+def balanced_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Sample weights under which every group (corpus) and, within it, every class
+    weighs the same; they sum to len(y)."""
+    w = np.zeros(len(y))
+    cells = {(g, c) for g, c in zip(groups.tolist(), y.tolist(), strict=True)}
+    n_groups = len(set(groups.tolist()))
+    for g, c in cells:
+        m = (groups == g) & (y == c)
+        n_classes = len({cc for gg, cc in cells if gg == g})
+        w[m] = len(y) / (n_groups * n_classes * m.sum())
+    return w
+
+
+def choose_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The temperature that minimises the log-loss of softmax(logits / t) (a grid from
+    0.25 to 8; Guo et al., 2017)."""
+    grid = np.exp(np.linspace(np.log(0.25), np.log(8.0), 61))
+    z = logits - logits.max(1, keepdims=True)
+    losses = []
+    for t in grid:
+        zt = z / t
+        logp = zt - np.log(np.exp(zt).sum(1, keepdims=True))
+        losses.append(-float(np.mean(logp[np.arange(len(y)), y])))
+    return float(grid[int(np.argmin(losses))])
 
 
 # ----------------------------------------------------------------- training examples
@@ -164,6 +211,7 @@ def extra_examples(y: np.ndarray, sr: int, params: AudioParams, detector, cfg: V
     out += [speed_copy(y, sr, s) for s in cfg.speeds]
     if cfg.noise_snr_db is not None:
         out.append(noise_copy(y, cfg.noise_snr_db, rng))
+    out += [meeting_copy(y, sr, rng) for _ in range(cfg.meeting_copies)]
     prepared = []
     for w in out:
         try:
@@ -183,11 +231,13 @@ class VoiceData:
     speakers: list[str]
     extra: np.ndarray          # (M, F) windows and perturbed copies
     extra_of: np.ndarray       # (M,) the clip each extra example comes from
+    corpora: list[str] | None = None  # each clip's corpus (for a corpus-balanced head)
 
 
 def collect(waveforms: Sequence[np.ndarray], sr: int, labels: np.ndarray,
             speakers: Sequence[str], *, params: AudioParams, detector,
-            features: VoiceFeatures, cfg: VoiceConfig) -> VoiceData:
+            features: VoiceFeatures, cfg: VoiceConfig,
+            corpora: Sequence[str] | None = None) -> VoiceData:
     """Features of every clip (prepared whole) and of its extra training examples."""
     rng = np.random.default_rng(cfg.seed)
     whole, extra, extra_of = [], [], []
@@ -200,7 +250,7 @@ def collect(waveforms: Sequence[np.ndarray], sr: int, labels: np.ndarray,
              len(extra))
     x_extra = features(np.stack(extra)) if extra else np.zeros((0, 0), np.float32)
     return VoiceData(features(np.stack(whole)), np.asarray(labels), list(speakers), x_extra,
-                     np.asarray(extra_of, np.int64))
+                     np.asarray(extra_of, np.int64), list(corpora) if corpora else None)
 
 
 def _six(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +269,11 @@ def fit_head(data: VoiceData, clip_mask: np.ndarray, cfg: VoiceConfig) -> VoiceH
     x = np.concatenate([data.clips[keep], data.extra[extra]]) if extra.any() \
         else data.clips[keep]
     labels = np.concatenate([y[keep], y[data.extra_of[extra]]])
-    return VoiceHead.fit(x, labels, cfg, pca_x=data.clips)
+    groups = None
+    if cfg.balance and data.corpora is not None:
+        corpus = np.asarray(data.corpora)
+        groups = np.concatenate([corpus[keep], corpus[data.extra_of[extra]]])
+    return VoiceHead.fit(x, labels, cfg, pca_x=data.clips, groups=groups)
 
 
 def fit_voice(data: VoiceData, cfg: VoiceConfig, fit: np.ndarray | None = None
@@ -243,13 +297,21 @@ def fit_voice(data: VoiceData, cfg: VoiceConfig, fit: np.ndarray | None = None
         head = fit_head(data, ~held & fit, cfg)
         out[held, :N_LOGITS] = head.logits(data.clips[held])
         log.info("voice fold %d/%d: %d held-out clips", i + 1, k, int(held.sum()))
+    if cfg.calibrate:
+        six, y = _six(data.labels)
+        t = choose_temperature(out[six, :N_LOGITS], y[six])
+        final = final.with_temperature(t)
+        out[:, :N_LOGITS] /= t
+        log.info("voice head: temperature %.2f (chosen on out-of-fold logits)", t)
     return final, out
 
 
 def config_dict(cfg: VoiceConfig) -> dict:
     d = asdict(cfg)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
+            if k not in LEGACY or v != LEGACY[k]}
 
 
 def config_from(d: dict) -> VoiceConfig:
-    return VoiceConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    return VoiceConfig(**(LEGACY | {k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in d.items()}))
