@@ -19,10 +19,15 @@ from emotion.models.embedder import Embedder
 from emotion.models.voice import (
     ABSENT_LOGIT,
     EMBED_DIM,
+    LEGACY,
     N_LOGITS,
     VoiceConfig,
     VoiceData,
     VoiceHead,
+    balanced_weights,
+    choose_temperature,
+    config_dict,
+    config_from,
     fit_voice,
 )
 from emotion.stages.sample_data import draw_face, speech_like
@@ -128,6 +133,49 @@ def test_clips_left_out_of_the_fit_shape_no_head():
     np.testing.assert_allclose(oof2, oof, atol=1e-6)
     everything, _ = fit_voice(VoiceData(x, scrambled, spk, *none), cfg)
     assert not np.allclose(everything.logits(x), final.logits(x), atol=1e-3)
+
+
+def test_corpora_weigh_the_same_in_a_balanced_head():
+    """Weights: each corpus, and each class within it, sum to the same; a corpus ten
+    times larger does not outvote the other."""
+    y = np.array([0] * 50 + [1] * 50 + [0] * 5 + [1] * 5)
+    groups = np.array(["big"] * 100 + ["small"] * 10)
+    w = balanced_weights(y, groups)
+    assert w.sum() == pytest.approx(len(y))
+    cells = [w[(groups == g) & (y == c)].sum() for g in ("big", "small") for c in (0, 1)]
+    assert np.allclose(cells, cells[0])
+
+
+def test_the_calibrated_head_divides_its_logits():
+    """A temperature chosen on out-of-fold logits: the head's logits are the plain
+    head's divided by it, it is kept through the state, and an overconfident toy
+    (well separated classes, noisy labels) is cooled (t > 1)."""
+    x, y, spk = _toy()
+    noisy = y.copy()
+    flip = np.random.default_rng(1).random(len(y)) < 0.3
+    noisy[flip] = (y[flip] + 1) % len(EMOTIONS)
+    labels = np.array([ALL_LABELS.index(EMOTIONS[i]) for i in noisy])
+    none = np.zeros((0, x.shape[1]), np.float32), np.zeros(0, np.int64)
+    plain, oof = fit_voice(VoiceData(x, labels, spk, *none), VoiceConfig(folds=2, c=10.0))
+    cal, oof_cal = fit_voice(VoiceData(x, labels, spk, *none),
+                             VoiceConfig(folds=2, c=10.0, calibrate=True))
+    t = float(cal.state["temperature"])
+    assert t > 1.0
+    np.testing.assert_allclose(cal.logits(x), plain.logits(x) / t, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(oof_cal[:, :N_LOGITS], oof[:, :N_LOGITS] / t, rtol=1e-5,
+                               atol=1e-5)
+    assert VoiceHead(cal.to_state()).sha256() == cal.sha256() != plain.sha256()
+    assert choose_temperature(oof[:, :N_LOGITS], noisy) == pytest.approx(t)
+
+
+def test_settings_added_later_keep_older_embedders_as_they_were():
+    """A voice config recorded before meeting copies, corpus balance and calibration
+    existed reads back as it was made, and records the same settings."""
+    old = {k: v for k, v in config_dict(VoiceConfig()).items() if k not in LEGACY}
+    assert config_dict(config_from(old)) == old
+    assert config_from(old).meeting_copies == 0 and not config_from(old).calibrate
+    new = VoiceConfig(meeting_copies=2, balance=True, calibrate=True)
+    assert config_from(config_dict(new)) == new
 
 
 # ----------------------------------------------------------------- one audio path
