@@ -43,6 +43,7 @@ from emotion.core import cli
 from emotion.core.atomic import write_json, write_text_atomic
 from emotion.core.labels import EMOTIONS
 from emotion.core.metrics import classification_metrics
+from emotion.models.voice import instance_norm
 
 sys.path.insert(0, str(Path(__file__).parent))
 import voice_cache  # noqa: E402  (bench/, beside this script)
@@ -57,7 +58,9 @@ class Recipe:
     blocks: tuple[int, ...] = (2, 3)
     c: float = 0.03
     kinds: tuple[str, ...] = ("clip", "window", "speed0.9", "speed1.1", "noise20")
-    norm: str = "none"          # none | instance (each example's values standardised)
+    norm: str = "none"          # none | instance (each example's values standardised) |
+    #                             speaker (each speaker's mean clip removed: needs the
+    #                             speaker's other clips, which serving does not have)
     balance: bool = False       # each corpus weighs the same in the head's loss
     temperature: bool = False   # a temperature chosen on held-in predictions
 
@@ -78,18 +81,26 @@ class Examples:
         self.labels = arrays["labels"]
         self.speakers = np.array(meta["speakers"])
         self.corpora = np.array(meta["corpora"])
-        # the classic floor's rows are the clip and window examples, in order
-        self.classic_row = np.cumsum(np.isin(self.kind, ("clip", "window"))) - 1
+        # the classic floor's rows are the clip and window examples, in order (or the
+        # clips only, when the cache was made with --part classic_clips)
+        self.classic_windows = bool(arrays.get("windows", True))
+        floor_kinds = ("clip", "window") if self.classic_windows else ("clip",)
+        self.classic_row = np.cumsum(np.isin(self.kind, floor_kinds)) - 1
         if self.classic is not None and len(self.classic) != self.classic_row[-1] + 1:
             raise SystemExit("classic.npz and examples.json differ: rebuild the cache")
 
     def features(self, recipe: Recipe, rows: np.ndarray) -> np.ndarray:
         cols = np.concatenate([np.arange((b - 1) * WIDTH, b * WIDTH) for b in recipe.blocks])
         x = self.whisper[rows][:, cols].astype(np.float32)
+        if recipe.norm == "speaker":
+            spk = self.speakers[self.clip[rows]]
+            clip_rows = np.flatnonzero(self.kind == "clip")
+            clip_spk = self.speakers[self.clip[clip_rows]]
+            for s in set(spk.tolist()):
+                mean = self.whisper[clip_rows[clip_spk == s]][:, cols].astype(np.float32)
+                x[spk == s] -= mean.mean(0)
         if recipe.norm == "instance":
-            x = x.reshape(len(x), -1, WIDTH // 2)
-            x = (x - x.mean(-1, keepdims=True)) / (x.std(-1, keepdims=True) + 1e-6)
-            x = x.reshape(len(x), -1)
+            x = instance_norm(x)  # as emotion.models.voice.VoiceFeatures does
         return x
 
 
@@ -202,10 +213,12 @@ class Predictions:
     logits: dict[str, np.ndarray]
 
 
-def predict_split(ex: Examples, fit, test: np.ndarray) -> Predictions:
+def predict_split(ex: Examples, fit, test: np.ndarray,
+                  kinds: tuple[str, ...] = ("clip", "speech_window", "meeting")) -> Predictions:
     sel = {"clip": (ex.kind == "clip"),
            "speech_window": (ex.kind == "window") & ex.speech & ex.ok,
            "meeting": (ex.kind == "meeting0") & ex.ok}
+    sel = {k: v for k, v in sel.items() if k in kinds}
     rows = {k: np.flatnonzero(m & test[ex.clip]) for k, m in sel.items()}
     return Predictions(rows, {k: fit(r) if len(r) else np.zeros((0, 6)) for k, r in rows.items()})
 
@@ -234,7 +247,8 @@ def splits(ex: Examples, k_by_corpus: dict[str, int], seed: int) -> dict:
     return {"folds": folds, "held": held}
 
 
-def evaluate(ex: Examples, make_fit, sp: dict, *, within_only: bool, t: float = 1.0) -> dict:
+def evaluate(ex: Examples, make_fit, sp: dict, *, within_only: bool, t: float = 1.0,
+             kinds: tuple[str, ...] = ("clip", "speech_window", "meeting")) -> dict:
     """Leave-one-corpus-out and speaker folds within each corpus, for one method.
 
     make_fit(train clip mask) -> logits(rows). `within_only`: the speaker folds train on
@@ -243,7 +257,7 @@ def evaluate(ex: Examples, make_fit, sp: dict, *, within_only: bool, t: float = 
     corpora = sorted(sp["folds"])
     for corpus in corpora:
         test = ex.corpora == corpus
-        p = predict_split(ex, make_fit(~test), test)
+        p = predict_split(ex, make_fit(~test), test, kinds)
         out["loco"][corpus] = {"held_out_speakers": report(ex, p, sp["held"], t),
                                "all_speakers": report(ex, p, np.ones_like(test), t)}
     for corpus in corpora:
@@ -251,7 +265,7 @@ def evaluate(ex: Examples, make_fit, sp: dict, *, within_only: bool, t: float = 
         for fold in sp["folds"][corpus]:
             test = np.isin(ex.speakers, fold)
             train = ~test & ((ex.corpora == corpus) if within_only else True)
-            p = predict_split(ex, make_fit(train), test)
+            p = predict_split(ex, make_fit(train), test, kinds)
             per_fold.append(report(ex, p, test, t))
         out["folds"][corpus] = {"held_out_fold": per_fold[0],
                                 "mean": _mean_folds(per_fold), "per_fold": per_fold}
@@ -299,6 +313,7 @@ def candidates() -> dict[str, Recipe]:
            "C 0.01": replace(TODAY, c=0.01),
            "C 0.003": replace(TODAY, c=0.003),
            "instance norm": replace(TODAY, norm="instance"),
+           "speaker norm (needs the speaker's clips)": replace(TODAY, norm="speaker"),
            "meeting copies": replace(TODAY, kinds=meeting),
            "corpus-balanced": replace(TODAY, balance=True)}
     return out
@@ -336,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         if method == "classic":
             r = evaluate(ex, lambda train: fit_classic(ex, train, args.seed), sp,
-                         within_only=True)
+                         within_only=True, kinds=("clip", "speech_window")
+                         if ex.classic_windows else ("clip",))
         else:
             recipe = TODAY if method == "today" else new
             temp = dev_score(ex, recipe, sp)["temperature"] if recipe.temperature else 1.0

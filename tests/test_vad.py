@@ -109,9 +109,12 @@ def test_a_window_refused_at_speed_is_heard_slowed(gate, monkeypatch):
     gate without slowed views (an embedder made before them) refuses it."""
     y = speech_like("fear", duration=2.0, rng=np.random.default_rng(7))
 
-    def only_when_slowed(audio):  # silero hearing nothing at the recording's speed
+    calls = []
+
+    def only_when_slowed(audio, at_speed=0.3):  # silero unsure at the recording's speed
+        calls.append(audio.size)
         n = (audio.size + vad.FRAME - 1) // vad.FRAME
-        return np.full(n, 0.9 if audio.size > 1.2 * y.size else 0.1, np.float32)
+        return np.full(n, 0.9 if audio.size > 1.2 * y.size else at_speed, np.float32)
 
     monkeypatch.setattr(gate, "probabilities", only_when_slowed)
     assert gate.has_speech(y)
@@ -119,6 +122,10 @@ def test_a_window_refused_at_speed_is_heard_slowed(gate, monkeypatch):
     monkeypatch.setattr(plain, "probabilities", only_when_slowed)
     assert not plain.has_speech(y)
     assert plain.settings()["slowed_views"] == [] and gate.settings()["slowed_views"]
+    # no hint of a voice at first (noise, hum, silence): one hearing only, refused
+    calls.clear()
+    monkeypatch.setattr(gate, "probabilities", lambda a: only_when_slowed(a, at_speed=0.05))
+    assert not gate.has_speech(y) and len(calls) == 1
 
 
 def test_slowed_views_must_slow(gate):

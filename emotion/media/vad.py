@@ -39,6 +39,8 @@ THRESHOLD = 0.5
 MIN_SPEECH_SECONDS = 0.25
 LEVEL_NORMALISED = True
 SLOWED_VIEWS = (0.7, 0.5)  # playback rates of the second and third hearing
+SLOWED_HINT = 0.15         # ...given only when some frame's probability reached this at
+#                            first (noise, hum and silence stay below 0.07: one hearing)
 PEAK = 0.5                # -6 dBFS: the level every window is brought to
 SILENCE_PEAK = 1e-4       # -80 dBFS: below, no signal
 
@@ -115,22 +117,34 @@ class SpeechDetector:
                 out.append(np.asarray(p, np.float32).reshape(-1))
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-    def speech_seconds(self, audio: np.ndarray, *, rate: float = 1.0) -> float:
-        """Seconds of frames that hold speech (after levelling, when the gate levels),
-        heard played at `rate` (1: as it is), in the recording's own seconds."""
+    def _heard(self, audio: np.ndarray, rate: float) -> tuple[float, float]:
+        """(seconds of speech frames, in the recording's own seconds; the highest frame
+        probability) of the audio levelled (when the gate levels) and played at `rate`."""
         if self.level_normalised:
             audio = level(np.asarray(audio, np.float32))
         if rate != 1.0:
             audio = slowed(audio, rate)
-        frames = float((self.probabilities(audio) >= self.threshold).sum())
-        return frames * FRAME / SAMPLE_RATE * rate
+        p = self.probabilities(audio)
+        return (float((p >= self.threshold).sum()) * FRAME / SAMPLE_RATE * rate,
+                float(p.max(initial=0.0)))
+
+    def speech_seconds(self, audio: np.ndarray, *, rate: float = 1.0) -> float:
+        """Seconds of frames that hold speech (after levelling, when the gate levels),
+        heard played at `rate` (1: as it is), in the recording's own seconds."""
+        return self._heard(audio, rate)[0]
 
     def has_speech(self, audio: np.ndarray | None) -> bool:
-        """Speech at normal speed, or (refused there) at one of the slowed views."""
+        """Speech at normal speed, or (refused there, but with a hint of a voice) at one
+        of the slowed views."""
         if audio is None or audio.size < FRAME // 4:
             return False
+        seconds, top = self._heard(audio, 1.0)
+        if seconds >= self.min_speech_seconds:
+            return True
+        if top < SLOWED_HINT:
+            return False
         return any(self.speech_seconds(audio, rate=r) >= self.min_speech_seconds
-                   for r in (1.0, *self.slowed_views))
+                   for r in self.slowed_views)
 
 
 def slowed(audio: np.ndarray, rate: float) -> np.ndarray:

@@ -179,7 +179,7 @@ class Embedder:
     @property
     def voice_features(self) -> VoiceFeatures:
         if self._voice is None:
-            self._voice = VoiceFeatures(self.voice.blocks)
+            self._voice = VoiceFeatures(self.voice.blocks, self.voice.norm)
         return self._voice
 
     def embed_clips(self, clips: np.ndarray) -> np.ndarray:

@@ -56,20 +56,25 @@ class VoiceConfig:
     folds: int = 4                            # speaker folds for out-of-fold embeddings
     seed: int = 0
     meeting_copies: int = 0                   # meeting-like copies (media.augment) per clip
+    norm: str = "none"                        # none | instance: each block's pooled
+    #                                           means and stds standardised per window
     balance: bool = False                     # every corpus weighs the same in the loss
     calibrate: bool = False                   # a temperature fitted on out-of-fold logits
 
 
 # What embedders did before a setting existed: such a setting is recorded only when it
 # departs from this, so that an embedder made before it keeps its settings and its id.
-LEGACY = {"meeting_copies": 0, "balance": False, "calibrate": False}
+LEGACY = {"meeting_copies": 0, "norm": "none", "balance": False, "calibrate": False}
+NORMS = ("none", "instance")
 
 
 class VoiceFeatures:
     """Prepared 3-s clips (N, n) -> pooled Whisper features (N, 768 * len(blocks))."""
 
-    def __init__(self, blocks: tuple[int, ...] = VoiceConfig.blocks):
-        self.blocks = tuple(blocks)
+    def __init__(self, blocks: tuple[int, ...] = VoiceConfig.blocks, norm: str = "none"):
+        if norm not in NORMS:
+            raise EmotionError(f"voice feature norm {norm!r}: one of {', '.join(NORMS)}")
+        self.blocks, self.norm = tuple(blocks), norm
         self.encoder = whisper.load_encoder()
 
     def __call__(self, clips: np.ndarray) -> np.ndarray:
@@ -78,7 +83,17 @@ class VoiceFeatures:
             clips = clips[None]
         out = [whisper.pooled(self.encoder, clips[i:i + BATCH], self.blocks)
                for i in range(0, len(clips), BATCH)]
-        return np.concatenate(out) if out else np.zeros((0, 768 * len(self.blocks)), np.float32)
+        x = np.concatenate(out) if out else np.zeros((0, 768 * len(self.blocks)), np.float32)
+        return instance_norm(x) if self.norm == "instance" else x
+
+
+def instance_norm(x: np.ndarray, width: int = 384) -> np.ndarray:
+    """Each window's pooled means, and its stds, of each block standardised over their
+    `width` values: what is left is the shape of the voice, not its overall level or
+    spread, which differ between microphones and rooms."""
+    z = x.reshape(len(x), -1, width)
+    z = (z - z.mean(-1, keepdims=True)) / (z.std(-1, keepdims=True) + 1e-6)
+    return z.reshape(len(x), -1).astype(np.float32)
 
 
 class VoiceHead:

@@ -93,7 +93,7 @@ def new_embedder(fi, fa, *, image_weights: str, seed: int, folds: int, device: s
         raise EmotionError(f"{fa.filename} has no train clips: it looks like an external test "
                            "set (made with --split test); pass --embedder PATH to embed it with "
                            "a trained embedder instead of fitting a new one on it")
-    features, gate = VoiceFeatures(cfg.blocks), SpeechDetector()
+    features, gate = VoiceFeatures(cfg.blocks, cfg.norm), SpeechDetector()
     data = collect(waveforms(fa), params.sample_rate, fa["labels"][()].astype(np.int64),
                    speakers, params=params, detector=gate, features=features, cfg=cfg,
                    corpora=h5io.corpora_of(fa))
