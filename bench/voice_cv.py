@@ -43,7 +43,7 @@ from emotion.core import cli
 from emotion.core.atomic import write_json, write_text_atomic
 from emotion.core.labels import EMOTIONS
 from emotion.core.metrics import classification_metrics
-from emotion.models.voice import instance_norm
+from emotion.models.voice import balanced_weights, instance_norm
 
 sys.path.insert(0, str(Path(__file__).parent))
 import voice_cache  # noqa: E402  (bench/, beside this script)
@@ -62,6 +62,10 @@ class Recipe:
     #                             speaker (each speaker's mean clip removed: needs the
     #                             speaker's other clips, which serving does not have)
     balance: bool = False       # each corpus weighs the same in the head's loss
+    context: int = -1           # speaker norm at test: the mean of the window and of this
+    #                             many other clips of its speaker (-1: all of them)
+    shrink: float = 1.0         # ...pulled toward the training speakers' mean, as this
+    #                             many clips would
     temperature: bool = False   # a temperature chosen on held-in predictions
 
 
@@ -89,16 +93,33 @@ class Examples:
         if self.classic is not None and len(self.classic) != self.classic_row[-1] + 1:
             raise SystemExit("classic.npz and examples.json differ: rebuild the cache")
 
-    def features(self, recipe: Recipe, rows: np.ndarray) -> np.ndarray:
+    def features(self, recipe: Recipe, rows: np.ndarray, *, prior: np.ndarray | None = None
+                 ) -> np.ndarray:
+        """Features of `rows`; with speaker norm, less their speaker's mean clip: at
+        training (prior None) over all the speaker's clips, at test over the window and
+        `recipe.context` other clips of its speaker, pulled toward `prior` (the training
+        speakers' mean) as `recipe.shrink` clips would (what a meeting's earlier windows
+        of one participant give)."""
         cols = np.concatenate([np.arange((b - 1) * WIDTH, b * WIDTH) for b in recipe.blocks])
         x = self.whisper[rows][:, cols].astype(np.float32)
         if recipe.norm == "speaker":
             spk = self.speakers[self.clip[rows]]
             clip_rows = np.flatnonzero(self.kind == "clip")
             clip_spk = self.speakers[self.clip[clip_rows]]
-            for s in set(spk.tolist()):
-                mean = self.whisper[clip_rows[clip_spk == s]][:, cols].astype(np.float32)
-                x[spk == s] -= mean.mean(0)
+            if prior is None or recipe.context < 0:
+                for s in set(spk.tolist()):
+                    mean = self.whisper[clip_rows[clip_spk == s]][:, cols].astype(np.float32)
+                    x[spk == s] -= mean.mean(0)
+            else:
+                rng = np.random.default_rng(0)
+                out = np.empty_like(x)
+                for i, (row, s) in enumerate(zip(rows, spk, strict=True)):
+                    others = clip_rows[(clip_spk == s) & (self.clip[clip_rows] != self.clip[row])]
+                    ctx = rng.choice(others, min(recipe.context, len(others)), replace=False)
+                    total = self.whisper[ctx][:, cols].astype(np.float32).sum(0) + x[i] \
+                        + recipe.shrink * prior
+                    out[i] = x[i] - total / (len(ctx) + 1 + recipe.shrink)
+                x = out
         if recipe.norm == "instance":
             x = instance_norm(x)  # as emotion.models.voice.VoiceFeatures does
         return x
@@ -140,20 +161,23 @@ def fit_whisper(ex: Examples, recipe: Recipe, train: np.ndarray):
     rows = np.flatnonzero(train[ex.clip] & np.isin(ex.kind, recipe.kinds) & ex.ok
                           & ((ex.kind != "window") | ex.speech))
     x, y = ex.features(recipe, rows), ex.labels[ex.clip[rows]]
-    weight = np.ones(len(rows))
-    if recipe.balance:
-        corpus = ex.corpora[ex.clip[rows]]
-        for c in set(corpus):
-            weight[corpus == c] = len(rows) / (len(set(corpus)) * (corpus == c).sum())
-    counts = np.bincount(y, minlength=len(EMOTIONS)).astype(float)
-    weight *= (len(y) / (len(EMOTIONS) * np.maximum(counts, 1)))[y]  # balanced classes
+    # classes weigh the same (and with balance, corpora and classes within each), as
+    # emotion.models.voice.VoiceHead.fit weighs them
+    groups = ex.corpora[ex.clip[rows]] if recipe.balance else np.zeros(len(rows), int)
+    weight = balanced_weights(y, groups)
     scaler = StandardScaler().fit(x)
     lr = LogisticRegression(C=recipe.c, max_iter=3000).fit(scaler.transform(x), y,
                                                            sample_weight=weight)
+    prior = None
+    if recipe.norm == "speaker":  # the training speakers' mean clip, raw
+        plain = replace(recipe, norm="none")
+        clip_rows = np.flatnonzero((ex.kind == "clip") & train[ex.clip])
+        prior = ex.features(plain, clip_rows).mean(0)
 
     def logits(rows: np.ndarray) -> np.ndarray:
         out = np.full((len(rows), len(EMOTIONS)), -10.0)
-        out[:, lr.classes_] = lr.decision_function(scaler.transform(ex.features(recipe, rows)))
+        z = ex.features(recipe, rows, prior=prior if prior is not None else None)
+        out[:, lr.classes_] = lr.decision_function(scaler.transform(z))
         return out
     return logits
 
@@ -272,6 +296,20 @@ def evaluate(ex: Examples, make_fit, sp: dict, *, within_only: bool, t: float = 
     return out
 
 
+def evaluate_within(ex: Examples, recipe: Recipe, sp: dict, *, t: float) -> dict:
+    """Speaker folds of each corpus trained on that corpus only (as today's recipe is),
+    for comparing the recipes on the same training data."""
+    out = {}
+    for corpus in sorted(sp["folds"]):
+        per_fold = []
+        for fold in sp["folds"][corpus]:
+            test = np.isin(ex.speakers, fold)
+            p = predict_split(ex, fit_whisper(ex, recipe, ~test & (ex.corpora == corpus)), test)
+            per_fold.append(report(ex, p, test, t))
+        out[corpus] = {"held_out_fold": per_fold[0], "mean": _mean_folds(per_fold)}
+    return out
+
+
 def _mean_folds(per_fold: list[dict]) -> dict:
     out = {}
     for kind in per_fold[0]:
@@ -314,6 +352,19 @@ def candidates() -> dict[str, Recipe]:
            "C 0.003": replace(TODAY, c=0.003),
            "instance norm": replace(TODAY, norm="instance"),
            "speaker norm (needs the speaker's clips)": replace(TODAY, norm="speaker"),
+           "speaker norm, 10 earlier clips": replace(TODAY, norm="speaker", context=10),
+           "speaker norm, 3 earlier clips": replace(TODAY, norm="speaker", context=3),
+           "speaker norm, the window alone": replace(TODAY, norm="speaker", context=0),
+           "speaker norm + meeting copies": replace(TODAY, norm="speaker", kinds=meeting),
+           "speaker norm + meeting copies, 10 earlier clips": replace(
+               TODAY, norm="speaker", kinds=meeting, context=10),
+           "speaker norm + meeting copies, the window alone": replace(
+               TODAY, norm="speaker", kinds=meeting, context=0),
+           "speaker norm + meeting copies, the window alone, shrink 3": replace(
+               TODAY, norm="speaker", kinds=meeting, context=0, shrink=3.0),
+           "speaker norm + blocks 1-4": replace(TODAY, norm="speaker", blocks=(1, 2, 3, 4)),
+           "speaker norm + C 0.01": replace(TODAY, norm="speaker", c=0.01),
+           "speaker norm + C 0.1": replace(TODAY, norm="speaker", c=0.1),
            "meeting copies": replace(TODAY, kinds=meeting),
            "corpus-balanced": replace(TODAY, balance=True)}
     return out
@@ -329,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", default="ravdess=4,emovo=3",
                    help="speaker folds per corpus (corpus=k,...); others get 3")
     p.add_argument("--explore", action="store_true", help="score every candidate on dev")
-    p.add_argument("--methods", default="today,new,classic")
+    p.add_argument("--only", default="", help="with --explore: the candidates whose name "
+                   "holds this")
+    p.add_argument("--methods", default="today,new,new-10,new-0,classic")
     args = p.parse_args(argv)
     cli.setup_logging()
     meta, arrays = voice_cache.load(args.cache, args.audio)
@@ -341,23 +394,30 @@ def main(argv: list[str] | None = None) -> int:
                     "dev": {}, "methods": {}}
     if args.explore:
         for name, recipe in candidates().items():
+            if args.only not in name:
+                continue
             t = time.perf_counter()
             result["dev"][name] = dev_score(ex, recipe, sp) | {"recipe": asdict(recipe)}
             log.info("dev %-20s %s (%.0f s)", name, result["dev"][name]["accuracy"],
                      time.perf_counter() - t)
     from emotion.models.voice import VoiceConfig
     new = recipe_of(VoiceConfig())
-    for method in args.methods.split(","):
+    for method in filter(None, args.methods.split(",")):
         t = time.perf_counter()
         if method == "classic":
             r = evaluate(ex, lambda train: fit_classic(ex, train, args.seed), sp,
                          within_only=True, kinds=("clip", "speech_window")
                          if ex.classic_windows else ("clip",))
         else:
-            recipe = TODAY if method == "today" else new
+            # new-N: the new recipe with N earlier clips of the speaker as its context at
+            # test (serving's per-participant context; new-0: the window alone)
+            recipe = TODAY if method == "today" else new if method == "new" else replace(
+                new, context=int(method.split("-")[1]))
             temp = dev_score(ex, recipe, sp)["temperature"] if recipe.temperature else 1.0
             r = evaluate(ex, lambda train, recipe=recipe: fit_whisper(ex, recipe, train), sp,
                          within_only=method == "today", t=temp)
+            r["within_rav_only"] = evaluate_within(ex, recipe, sp, t=temp) \
+                if method == "new" else None
             r["recipe"], r["temperature"] = asdict(recipe), temp
         r["seconds"] = round(time.perf_counter() - t, 1)
         result["methods"][method] = r
@@ -375,9 +435,8 @@ def recipe_of(cfg) -> Recipe:
     kinds += [f"speed{s}" for s in cfg.speeds]
     kinds += ["noise20"] if cfg.noise_snr_db is not None else []
     kinds += [f"meeting{i}" for i in range(getattr(cfg, "meeting_copies", 0))]
-    return Recipe(blocks=tuple(cfg.blocks), c=cfg.c, kinds=tuple(kinds),
-                  norm=getattr(cfg, "norm", "none"), balance=getattr(cfg, "balance", False),
-                  temperature=getattr(cfg, "calibrate", False))
+    return Recipe(blocks=tuple(cfg.blocks), c=cfg.c, kinds=tuple(kinds), norm=cfg.norm,
+                  balance=cfg.balance, temperature=cfg.calibrate, shrink=cfg.shrink)
 
 
 def _cell(r: dict | None) -> str:
@@ -410,12 +469,17 @@ def tables(result: dict) -> str:
               "| method | corpus | clip | speech window | clip ECE (T = 1 -> chosen T) |",
               "|---|---|---|---|---|"]
     for name, r in result["methods"].items():
-        for corpus, v in r["folds"].items():
-            h, m = v["held_out_fold"], v["mean"]
-            lines.append(f"| {name} | {corpus} | {_cell(h.get('clip'))} [{_cell(m['clip'])}, "
-                         f"{m['clip']['accuracy_min']:.2f}-{m['clip']['accuracy_max']:.2f}] | "
-                         f"{_cell(h.get('speech_window'))} [{_cell(m.get('speech_window'))}] | "
-                         f"{_ece(h['clip'])} |")
+        rows = [(name, r["folds"])]
+        if r.get("within_rav_only"):
+            rows.append((f"{name}, trained on its corpus only", r["within_rav_only"]))
+        for label, folds in rows:
+            for corpus, v in folds.items():
+                h, m = v["held_out_fold"], v["mean"]
+                lines.append(
+                    f"| {label} | {corpus} | {_cell(h.get('clip'))} [{_cell(m['clip'])}, "
+                    f"{m['clip']['accuracy_min']:.2f}-{m['clip']['accuracy_max']:.2f}] | "
+                    f"{_cell(h.get('speech_window'))} [{_cell(m.get('speech_window'))}] | "
+                    f"{_ece(h['clip'])} |")
     return "\n".join(lines)
 
 

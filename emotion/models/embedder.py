@@ -46,7 +46,14 @@ from emotion.models.image_backbone import (
     state_sha256,
 )
 from emotion.models.voice import EMBED_DIM as AUDIO_DIM
-from emotion.models.voice import VoiceConfig, VoiceFeatures, VoiceHead, config_dict, config_from
+from emotion.models.voice import (
+    VoiceConfig,
+    VoiceContext,
+    VoiceFeatures,
+    VoiceHead,
+    config_dict,
+    config_from,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,15 +189,25 @@ class Embedder:
             self._voice = VoiceFeatures(self.voice.blocks, self.voice.norm)
         return self._voice
 
-    def embed_clips(self, clips: np.ndarray) -> np.ndarray:
-        """Prepared clips (N, n_samples) -> (N, 128) audio embeddings."""
+    def embed_clips(self, clips: np.ndarray, context: VoiceContext | None = None
+                    ) -> np.ndarray:
+        """Prepared clips (N, n_samples) -> (N, 128) audio embeddings. `context`: the
+        speaker's earlier windows, for a voice head with speaker norm; the clips are
+        added to it after they are embedded."""
         if len(clips) == 0:
             return np.zeros((0, AUDIO_DIM), np.float32)
-        return self._head.embed(self.voice_features(clips))
+        x = self.voice_features(clips)
+        out = self._head.embed(x, context)
+        if context is not None:
+            context.add(x)
+        return out
 
-    def audio_embedding(self, y: np.ndarray | None, sr: int) -> np.ndarray | None:
+    def audio_embedding(self, y: np.ndarray | None, sr: int,
+                        context: VoiceContext | None = None) -> np.ndarray | None:
         """A window's audio at any rate -> its embedding, or None when the speech gate
-        hears no one. Brought to the training rate first, as preprocessing does."""
+        hears no one. Brought to the training rate first, as preprocessing does. Pass
+        one VoiceContext per speaker (participant) and analysis: a head with speaker
+        norm then reads each window against that speaker's earlier windows."""
         if y is None or y.size == 0:
             return None
         rate = self.audio_params.sample_rate
@@ -201,7 +218,7 @@ class Embedder:
             clip, _ = prepare_clip(y, rate, self.audio_params)
         except MediaError:
             return None
-        return self.embed_clips(clip[None])[0]
+        return self.embed_clips(clip[None], context)[0]
 
     # ------------------------------------------------------------- file
     def to_dict(self) -> dict:

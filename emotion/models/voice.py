@@ -56,16 +56,20 @@ class VoiceConfig:
     folds: int = 4                            # speaker folds for out-of-fold embeddings
     seed: int = 0
     meeting_copies: int = 0                   # meeting-like copies (media.augment) per clip
-    norm: str = "none"                        # none | instance: each block's pooled
-    #                                           means and stds standardised per window
+    norm: str = "speaker"                      # none | instance: each block's pooled
+    #                                           means and stds standardised per window |
+    #                                           speaker: less the speaker's mean window
+    shrink: float = 1.0                       # speaker norm: the training speakers' mean
+    #                                           counts as this many windows of a new one
     balance: bool = False                     # every corpus weighs the same in the loss
-    calibrate: bool = False                   # a temperature fitted on out-of-fold logits
+    calibrate: bool = True                    # a temperature fitted on out-of-fold logits
 
 
 # What embedders did before a setting existed: such a setting is recorded only when it
 # departs from this, so that an embedder made before it keeps its settings and its id.
-LEGACY = {"meeting_copies": 0, "norm": "none", "balance": False, "calibrate": False}
-NORMS = ("none", "instance")
+LEGACY = {"meeting_copies": 0, "norm": "none", "shrink": 1.0, "balance": False,
+          "calibrate": False}
+NORMS = ("none", "instance", "speaker")
 
 
 class VoiceFeatures:
@@ -102,7 +106,7 @@ class VoiceHead:
     def __init__(self, state: dict):
         t = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in state.items()
              if k in ("mean", "scale", "coef", "intercept", "pca_mean", "components",
-                      "temperature")}
+                      "temperature", "prior", "shrink")}
         self.state = state
         self._t = t
         self.classes = [int(c) for c in state["classes"]]
@@ -133,12 +137,21 @@ class VoiceHead:
                     "intercept": lr.intercept_, "classes": [int(c) for c in lr.classes_],
                     "pca_mean": pca.mean_, "components": pca.components_})
 
-    def _z(self, x: np.ndarray) -> torch.Tensor:
-        return (torch.as_tensor(x, dtype=torch.float64) - self._t["mean"]) / self._t["scale"]
+    def _z(self, x: np.ndarray, context: VoiceContext | None = None) -> torch.Tensor:
+        x = torch.as_tensor(x, dtype=torch.float64)
+        if "prior" in self._t:  # speaker norm: less the estimate of the speaker's mean
+            k = self._t["shrink"]
+            total, n = (context.total, context.n) if context is not None and context.n \
+                else (torch.zeros_like(self._t["prior"]), 0)
+            x = x - (torch.as_tensor(total, dtype=torch.float64) + x + k * self._t["prior"]) \
+                / (n + 1 + k)
+        return (x - self._t["mean"]) / self._t["scale"]
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """(N, 6) in EMOTIONS order; an emotion not trained on gets ABSENT_LOGIT."""
-        z = self._z(x)
+    def logits(self, x: np.ndarray, context: VoiceContext | None = None) -> np.ndarray:
+        """(N, 6) in EMOTIONS order; an emotion not trained on gets ABSENT_LOGIT. With
+        speaker norm, `context` holds the speaker's earlier windows (none: the window
+        alone, pulled toward the training speakers' mean)."""
+        z = self._z(x, context)
         scores = z @ self._t["coef"].T + self._t["intercept"]
         if "temperature" in self._t:
             scores = scores / self._t["temperature"]
@@ -148,9 +161,10 @@ class VoiceHead:
         out[:, self.classes] = scores.numpy()
         return out.astype(np.float32)
 
-    def components(self, x: np.ndarray) -> np.ndarray:
+    def components(self, x: np.ndarray, context: VoiceContext | None = None) -> np.ndarray:
         """(N, 122): the principal components, zero-padded when fewer were fitted."""
-        comp = ((self._z(x) - self._t["pca_mean"]) @ self._t["components"].T).numpy()
+        comp = ((self._z(x, context) - self._t["pca_mean"]) @ self._t["components"].T
+                ).numpy()
         out = np.zeros((len(comp), EMBED_DIM - N_LOGITS), np.float32)
         out[:, :comp.shape[1]] = comp
         return out
@@ -159,8 +173,13 @@ class VoiceHead:
         """The same head, its logits divided by `t` (calibrated log-probabilities)."""
         return VoiceHead({**self.state, "temperature": np.float64(t)})
 
-    def embed(self, x: np.ndarray) -> np.ndarray:
-        return np.concatenate([self.logits(x), self.components(x)], axis=1)
+    def embed(self, x: np.ndarray, context: VoiceContext | None = None) -> np.ndarray:
+        return np.concatenate([self.logits(x, context), self.components(x, context)], axis=1)
+
+    def with_speaker_norm(self, prior: np.ndarray, shrink: float) -> VoiceHead:
+        """The same head, reading features less their speaker's estimated mean window."""
+        return VoiceHead({**self.state, "prior": np.asarray(prior, np.float64),
+                          "shrink": np.float64(shrink)})
 
     def sha256(self) -> str:
         h = hashlib.sha256(json.dumps(self.classes).encode())
@@ -173,6 +192,29 @@ class VoiceHead:
         """Plain data (loads with torch.load(weights_only=True))."""
         return {k: (torch.as_tensor(v, dtype=torch.float64) if k != "classes" else list(v))
                 for k, v in self.state.items()}
+
+
+class VoiceContext:
+    """One speaker's speech windows so far (the sum and count of their features), for a
+    head with speaker norm: give the analysis of one participant one context, and each
+    window's embedding is normalised by the mean of that participant's earlier windows
+    (pulled toward the training speakers' mean while there are few)."""
+
+    def __init__(self) -> None:
+        self.total: np.ndarray | float = 0.0
+        self.n = 0
+
+    def add(self, x: np.ndarray) -> None:
+        """Windows' features (N, F) heard from this speaker."""
+        x = np.atleast_2d(np.asarray(x, np.float64))
+        self.total = self.total + x.sum(0)
+        self.n += len(x)
+
+
+def speaker_means(x: np.ndarray, speakers: Sequence[str]) -> dict[str, np.ndarray]:
+    """Each speaker's mean row of x."""
+    spk = np.asarray(speakers)
+    return {s: x[spk == s].mean(0) for s in sorted(set(spk.tolist()))}
 
 
 def balanced_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -288,7 +330,18 @@ def fit_head(data: VoiceData, clip_mask: np.ndarray, cfg: VoiceConfig) -> VoiceH
     if cfg.balance and data.corpora is not None:
         corpus = np.asarray(data.corpora)
         groups = np.concatenate([corpus[keep], corpus[data.extra_of[extra]]])
-    return VoiceHead.fit(x, labels, cfg, pca_x=data.clips, groups=groups)
+    if cfg.norm != "speaker":
+        return VoiceHead.fit(x, labels, cfg, pca_x=data.clips, groups=groups)
+    # speaker norm: each training example less its speaker's mean clip (all of them
+    # known here); a new speaker's mean is estimated from their windows at serving
+    means = speaker_means(data.clips, data.speakers)
+    spk = np.asarray(data.speakers)
+    rows_spk = np.concatenate([spk[keep], spk[data.extra_of[extra]]])
+    centre = np.stack([means[s] for s in rows_spk])
+    all_centre = np.stack([means[s] for s in spk])
+    head = VoiceHead.fit(x - centre, labels, cfg, pca_x=data.clips - all_centre,
+                         groups=groups)
+    return head.with_speaker_norm(data.clips[keep].mean(0), cfg.shrink)
 
 
 def fit_voice(data: VoiceData, cfg: VoiceConfig, fit: np.ndarray | None = None
