@@ -365,9 +365,9 @@ def fit_voice(data: VoiceData, cfg: VoiceConfig, fit: np.ndarray | None = None
         head = fit_head(data, ~held & fit, cfg)
         out[held, :N_LOGITS] = head.logits(data.clips[held])
         log.info("voice fold %d/%d: %d held-out clips", i + 1, k, int(held.sum()))
-    if cfg.calibrate:
+    if cfg.calibrate:  # on the clips the head may learn from, out of fold
         six, y = _six(data.labels)
-        t = choose_temperature(out[six, :N_LOGITS], y[six])
+        t = choose_temperature(out[six & fit, :N_LOGITS], y[six & fit])
         final = final.with_temperature(t)
         out[:, :N_LOGITS] /= t
         log.info("voice head: temperature %.2f (chosen on out-of-fold logits)", t)
