@@ -111,18 +111,29 @@ class Examples:
                     mean = self.whisper[clip_rows[clip_spk == s]][:, cols].astype(np.float32)
                     x[spk == s] -= mean.mean(0)
             else:
-                rng = np.random.default_rng(0)
-                out = np.empty_like(x)
-                for i, (row, s) in enumerate(zip(rows, spk, strict=True)):
-                    others = clip_rows[(clip_spk == s) & (self.clip[clip_rows] != self.clip[row])]
-                    ctx = rng.choice(others, min(recipe.context, len(others)), replace=False)
-                    total = self.whisper[ctx][:, cols].astype(np.float32).sum(0) + x[i] \
-                        + recipe.shrink * prior
-                    out[i] = x[i] - total / (len(ctx) + 1 + recipe.shrink)
-                x = out
+                x = self._context_norm(recipe, rows, x, spk, cols, prior)
         if recipe.norm == "instance":
             x = instance_norm(x)  # as emotion.models.voice.VoiceFeatures does
         return x
+
+
+    def _context_norm(self, recipe: Recipe, rows, x, spk, cols, prior) -> np.ndarray:
+        """Each row less the mean of itself, `recipe.context` other clips of its speaker
+        (seeded draws) and `recipe.shrink` times the prior."""
+        k, n = recipe.shrink, recipe.context
+        total, count = x + k * prior, np.zeros(len(rows))
+        if n > 0:
+            rng = np.random.default_rng(0)
+            clip_rows = np.flatnonzero(self.kind == "clip")
+            for s in set(spk.tolist()):
+                mine = clip_rows[self.speakers[self.clip[clip_rows]] == s]
+                feats = self.whisper[mine][:, cols].astype(np.float32)
+                for i in np.flatnonzero(spk == s):
+                    pick = np.flatnonzero(self.clip[mine] != self.clip[rows[i]])
+                    take = rng.choice(pick, min(n, len(pick)), replace=False)
+                    total[i] += feats[take].sum(0)
+                    count[i] = len(take)
+        return x - total / (count + 1 + k)[:, None]
 
 
 def sex_of(speaker: str) -> str | None:
@@ -272,7 +283,8 @@ def splits(ex: Examples, k_by_corpus: dict[str, int], seed: int) -> dict:
 
 
 def evaluate(ex: Examples, make_fit, sp: dict, *, within_only: bool, t: float = 1.0,
-             kinds: tuple[str, ...] = ("clip", "speech_window", "meeting")) -> dict:
+             kinds: tuple[str, ...] = ("clip", "speech_window", "meeting"),
+             loco_only: bool = False) -> dict:
     """Leave-one-corpus-out and speaker folds within each corpus, for one method.
 
     make_fit(train clip mask) -> logits(rows). `within_only`: the speaker folds train on
@@ -284,7 +296,7 @@ def evaluate(ex: Examples, make_fit, sp: dict, *, within_only: bool, t: float = 
         p = predict_split(ex, make_fit(~test), test, kinds)
         out["loco"][corpus] = {"held_out_speakers": report(ex, p, sp["held"], t),
                                "all_speakers": report(ex, p, np.ones_like(test), t)}
-    for corpus in corpora:
+    for corpus in corpora if not loco_only else ():
         per_fold = []
         for fold in sp["folds"][corpus]:
             test = np.isin(ex.speakers, fold)
@@ -415,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
                 new, context=int(method.split("-")[1]))
             temp = dev_score(ex, recipe, sp)["temperature"] if recipe.temperature else 1.0
             r = evaluate(ex, lambda train, recipe=recipe: fit_whisper(ex, recipe, train), sp,
-                         within_only=method == "today", t=temp)
+                         within_only=method == "today", t=temp,
+                         loco_only=method.startswith("new-"))
             r["within_rav_only"] = evaluate_within(ex, recipe, sp, t=temp) \
                 if method == "new" else None
             r["recipe"], r["temperature"] = asdict(recipe), temp
