@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--audio", action="append", required=True)
-    p.add_argument("--n", type=int, default=40, help="clips per corpus for the fit")
+    p.add_argument("--n", type=int, default=40,
+                   help="clips per corpus for the fit (0: time the windows only)")
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--out", default="results/voice_timing", type=Path)
     args = p.parse_args(argv)
@@ -92,13 +93,14 @@ def main(argv: list[str] | None = None) -> int:
            for k, v in data.items()}
     both = recipes()
     result: dict = {"clips": len(keep), "fit_seconds": {}, "window_ms": {}}
-    fit_seconds(sub, *both["today"], params)  # warm-up: the encoder's first load
-    for _ in range(2):  # in turn, the best of two
+    if args.n:
+        fit_seconds(sub, *both["today"], params)  # warm-up: the encoder's first load
+    for _ in range(2 if args.n else 0):  # in turn, the best of two
         for name, (cfg, gate) in both.items():
             took = round(fit_seconds(sub, cfg, gate, params), 1)
             result["fit_seconds"][name] = min(took, result["fit_seconds"].get(name, took))
             log.info("%s: fit %.1f s", name, took)
-    speech = prepare_clip(sub["waves"][0], SR, params)[0]
+    speech = prepare_clip(data["waves"][0], SR, params)[0]
     signals = {"speech": speech,
                "noise": (0.1 * rng.normal(size=3 * SR)).astype(np.float32),
                "silence": np.zeros(3 * SR, np.float32)}
@@ -116,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                 window_ms(path, y, args.repeat), 1)
     for v in result["window_ms"].values():
         v["ratio"] = round(v["new"] / v["today"], 2)
-    result["fit_ratio"] = round(result["fit_seconds"]["new"] / result["fit_seconds"]["today"],
-                                2)
+    if args.n:
+        result["fit_ratio"] = round(result["fit_seconds"]["new"]
+                                    / result["fit_seconds"]["today"], 2)
     print(result)
     write_json(args.out / "voice_timing.json", result)
     return 0
