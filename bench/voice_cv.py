@@ -25,8 +25,8 @@ emotion.models.voice.VoiceConfig(): speaker norm, each test speaker read against
 other clips), ``new-N`` (the same, against N earlier clips of the speaker; new-0: the
 window alone, as serving reads a window without a context; leave one corpus out only),
 the classic floor (bench/voice_floor.py, per clip: its speech-window features cost pYIN
-on every window), and with --explore every candidate recipe on dev speakers. Scored per clip and per speech window (windows the
-speech gate hears), accuracy and macro-F1, per corpus and class, and the expected
+on every window), and with --explore every candidate recipe on dev speakers. Scored
+per clip and per speech window (windows the speech gate hears), accuracy and macro-F1, per corpus and class, and the expected
 calibration error of the head's probabilities (15 bins), before and after the
 temperature chosen on dev speakers. Writes {out}/voice_cv.json and voice_cv.md.
 """
