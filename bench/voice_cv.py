@@ -26,9 +26,9 @@ other clips), ``new-N`` (the same, against N earlier clips of the speaker; new-0
 window alone, as serving reads a window without a context; leave one corpus out only),
 the classic floor (bench/voice_floor.py, per clip: its speech-window features cost pYIN
 on every window), and with --explore every candidate recipe on dev speakers. Scored
-per clip and per speech window (windows the speech gate hears), accuracy and macro-F1, per corpus and class, and the expected
-calibration error of the head's probabilities (15 bins), before and after the
-temperature chosen on dev speakers. Writes {out}/voice_cv.json and voice_cv.md.
+per clip and per speech window (windows the speech gate hears), accuracy and macro-F1,
+per corpus and class, and the expected calibration error of the head's probabilities
+(15 bins), before and after the temperature chosen on dev speakers. Writes {out}/voice_cv.json and voice_cv.md.
 """
 
 from __future__ import annotations
