@@ -28,7 +28,8 @@ the classic floor (bench/voice_floor.py, per clip: its speech-window features co
 on every window), and with --explore every candidate recipe on dev speakers. Scored
 per clip and per speech window (windows the speech gate hears), accuracy and macro-F1,
 per corpus and class, and the expected calibration error of the head's probabilities
-(15 bins), before and after the temperature chosen on dev speakers. Writes {out}/voice_cv.json and voice_cv.md.
+(15 bins), before and after the temperature chosen on dev speakers. Writes
+{out}/voice_cv.json and voice_cv.md.
 """
 
 from __future__ import annotations
