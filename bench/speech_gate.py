@@ -2,6 +2,8 @@
 and noise, for silero-vad's thresholds and for the energy gate it replaced.
 
     python bench/speech_gate.py --audio ../shared/data/ravdess_16k --out results/speech_gate
+    python bench/speech_gate.py --audio ../shared/data/ravdess_16k \
+        --audio ../shared/data/emovo_16k --only level-normalised       # per corpus
 
 Speech: every clip of the folder, as recorded and attenuated by 10, 20 and 30 dB (a
 quiet speaker, a distant microphone), and "meetings": the clips strung together with
@@ -11,8 +13,11 @@ speech when at least 0.25 s of it is speech by the clip's trimmed extent (trim a
 noise and room tone, each at several levels, 3-s windows.
 
 Reports, per gate setting: the share of clips refused (no window heard), by emotion
-(the energy gate's refusals fell on sad and neutral clips), the share of speech and
-of silent meeting windows passed, and the share of non-speech windows passed.
+(the energy gate's refusals fell on sad and neutral clips) and by corpus, the clips
+refused whole as preprocessing_audio.py gates them, per corpus, the share of speech and
+of silent meeting windows passed, and the share of non-speech windows passed. The
+shipped gate (emotion.media.vad.SpeechDetector(): levelled, and a refused window heard
+again slowed) is measured beside the settings.
 """
 
 from __future__ import annotations
@@ -81,16 +86,17 @@ def meeting(clips: list[np.ndarray], rng: np.random.Generator, params: AudioPara
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--audio", required=True)
+    p.add_argument("--audio", action="append", required=True, help="repeat for each corpus")
     p.add_argument("--out", default="results/speech_gate", type=Path)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", default="", help="measure only the gates whose name holds this")
     args = p.parse_args(argv)
     cli.setup_logging()
     rng, params = np.random.default_rng(args.seed), AudioParams()
-    found, _ = scan_clips(args.audio)
+    found = [f for d in args.audio for f in scan_clips(d)[0]]
     clips = [(resample(*load_audio(path), SR), c.label) for path, c in found]
-    detector = SpeechDetector()
+    corpus_of = [c.corpus for _, c in found]
+    detector = SpeechDetector(slowed_views=())
     probs = {}  # one VAD pass per signal; the settings only threshold it
 
     def vad_seconds(y: np.ndarray, threshold: float) -> float:
@@ -114,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     for thr in (0.3, 0.5):
         gates[f"silero {thr} / 0.25 s, level-normalised"] = (
             lambda y, thr=thr: vad_seconds(loud(y), thr) >= 0.25)
+    shipped = SpeechDetector()
+    gates[f"silero 0.5 / 0.25 s, level-normalised, slowed {list(shipped.slowed_views)} "
+          "(shipped)"] = shipped.has_speech
     gates = {name: gate for name, gate in gates.items() if args.only in name}
     levels = {f"{db} dB": np.float32(10 ** (db / 20)) for db in (0, -10, -20, -30)}
     clip_windows = {name: [[w * g for w in split_windows(y, SR, 3.0)] for y, _ in clips]
@@ -129,8 +138,15 @@ def main(argv: list[str] | None = None) -> int:
             for (_, label), r in zip(clips, refused, strict=True):
                 by_emotion.setdefault(label, []).append(r)
             row[f"clips refused at {db}"] = float(np.mean(refused))
+            row[f"refused by corpus at {db}"] = {
+                c: int(sum(r for r, k in zip(refused, corpus_of, strict=True) if k == c))
+                for c in sorted(set(corpus_of))}
             row[f"refused by emotion at {db}"] = {e: float(np.mean(v))
                                                      for e, v in sorted(by_emotion.items())}
+        whole = [not gate(y) for y, _ in clips]  # as preprocessing_audio.py gates a clip
+        row["clips refused whole, by corpus"] = {
+            c: f"{sum(r for r, k in zip(whole, corpus_of, strict=True) if k == c)} of "
+               f"{corpus_of.count(c)}" for c in sorted(set(corpus_of))}
         passed = np.array([gate(w) for w in m_windows])
         truth = np.array(m_truth)
         row["meeting speech windows passed"] = float(passed[truth].mean())
@@ -143,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{lv} {row[f'clips refused at {lv}']:.3f}" for lv in levels)
             + f" | meeting speech {row['meeting speech windows passed']:.3f}, silence "
             f"{row['meeting silent windows passed']} | non-speech passed "
-            + ", ".join(f"{k} {v:.2f}" for k, v in row["non-speech passed"].items()))
+            + ", ".join(f"{k} {v:.2f}" for k, v in row["non-speech passed"].items())
+            + f" | refused whole: {row['clips refused whole, by corpus']}")
     write_json(args.out / "speech_gate.json", report)
     return 0
 

@@ -52,7 +52,8 @@ def test_audio_stage_output_validates(preprocessed):
     with open(manifest_path(aud_h5)) as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 72 and {r["status"] for r in rows} == {"ok"}
-    assert set(rows[0]) == {"path", "label", "speaker", "duration", "split", "status", "reason"}
+    assert set(rows[0]) == {"path", "label", "speaker", "corpus", "duration", "split", "status",
+                            "reason"}
 
 
 def _run_audio(audio_dir, out, *extra):
@@ -99,7 +100,7 @@ def test_labels_csv_convention(tmp_path):
         spk = dict(zip(h5io.read_strings(f["paths"]), h5io.read_strings(f["speakers"]),
                        strict=True))
     assert ALL_LABELS[got[str((folder / "take1.wav").resolve())]] == "sad"
-    assert spk[str((folder / "take3.wav").resolve())] == "a"
+    assert spk[str((folder / "take3.wav").resolve())] == "corpus_a"
 
 
 def test_affectnet_class_map_and_float32(tmp_path, rng):
@@ -171,3 +172,57 @@ def test_audio_interrupted_run_keeps_the_previous_file(sample_set, preprocessed,
     assert _run_audio(audio_dir, out) == 130
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5"]
+
+
+def _corpus(folder, names, rng):
+    import soundfile as sf
+
+    from emotion.stages.sample_data import speech_like
+
+    folder.mkdir()
+    for name, emotion in names:
+        sf.write(folder / name, speech_like(emotion, duration=1.5, rng=rng), 16000)
+    return folder
+
+
+def test_several_corpora_in_one_file(tmp_path):
+    """RAVDESS, EMOVO and a labels.csv folder, each read with its own naming: every
+    clip's corpus is stored, its speaker id carries it, and each corpus is split by
+    speaker on its own, so that no person is on two sides, and speaker "07" of one
+    corpus is not actor 07 of RAVDESS."""
+    rng = np.random.default_rng(0)
+    codes = {"angry": "05", "sad": "04", "happy": "03"}
+    rav = _corpus(tmp_path / "rav", [(f"03-01-{codes[e]}-01-01-01-{a:02d}.wav", e)
+                                     for a in (1, 2, 7) for e in codes], rng)
+    emo = _corpus(tmp_path / "emo", [(f"{c}-{s}-b1.wav", e) for s in ("f1", "m1", "f2")
+                                     for c, e in (("rab", "angry"), ("tri", "sad"))], rng)
+    other = _corpus(tmp_path / "Other", [(f"t{i}.wav", "happy") for i in range(3)], rng)
+    (other / "labels.csv").write_text("path,label,speaker\nt0.wav,happy,07\n"
+                                      "t1.wav,happy,08\nt2.wav,happy,09\n")
+    out = tmp_path / "all.h5"
+    assert preprocessing_audio.main(["--audio_dir", str(rav), "--audio_dir", str(emo),
+                                     "--audio_dir", str(other), "--out_h5", str(out),
+                                     "--workers", "1"]) == 0
+    with h5io.open_checked(out, h5io.PREPROCESSED_AUDIO) as f:
+        speakers, splits = h5io.read_strings(f["speakers"]), h5io.read_strings(f["splits"])
+        corpora = h5io.corpora_of(f)
+        assert h5io.read_strings(f["corpora"]) == corpora
+    assert sorted(set(corpora)) == ["emovo", "other", "ravdess"]
+    assert {"ravdess_07", "other_07", "emovo_f1"} <= set(speakers)
+    assert all(s.startswith(c + "_") for s, c in zip(speakers, corpora, strict=True))
+    sides = {}
+    for s, sp in zip(speakers, splits, strict=True):
+        sides.setdefault(s, set()).add(sp)
+    assert all(len(v) == 1 for v in sides.values()), "a speaker is in two splits"
+    for corpus in ("emovo", "other", "ravdess"):  # three speakers each: one per split
+        assert {sp for sp, c in zip(splits, corpora, strict=True) if c == corpus} == \
+            {"train", "val", "test"}
+    with open(manifest_path(out)) as fh:
+        assert {r["corpus"] for r in csv.DictReader(fh)} == {"emovo", "other", "ravdess"}
+
+
+def test_labels_csv_option_names_one_folder(sample_set, tmp_path):
+    audio_dir, _ = sample_set
+    assert preprocessing_audio.main(["--audio_dir", str(audio_dir), "--audio_dir",
+                                     str(audio_dir), "--labels_csv", "x.csv", "--out_h5",
+                                     str(tmp_path / "o.h5")]) != 0

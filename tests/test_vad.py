@@ -79,3 +79,55 @@ def test_the_runner_gives_silero_vads_own_probabilities(gate):
                         np.zeros(40_000, np.float32)])  # longer than one block of frames
     np.testing.assert_allclose(gate.probabilities(y), ref.audio_forward(y, max_frames=64),
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [white_noise, pink_noise, room_tone])
+def test_slowed_hearings_do_not_turn_noise_into_speech(gate, make):
+    """Played slower, noise is still noise (and hum still hum): the second and third
+    hearings of a refused window let no more of them through."""
+    assert gate.slowed_views
+    y = make(3 * SR, SR, np.random.default_rng(1))
+    for rate in gate.slowed_views:
+        assert gate.speech_seconds(y, rate=rate) < vad.MIN_SPEECH_SECONDS
+    t = np.arange(3 * SR) / SR
+    for hz in (50, 60, 120):
+        hum = (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+        assert all(gate.speech_seconds(hum, rate=r) < vad.MIN_SPEECH_SECONDS
+                   for r in gate.slowed_views)
+
+
+def test_speech_seconds_are_the_recordings_own_at_any_rate(gate):
+    y = speech_like("happy", duration=2.5, rng=np.random.default_rng(6))
+    plain = gate.speech_seconds(y)
+    for rate in gate.slowed_views:
+        assert gate.speech_seconds(y, rate=rate) == pytest.approx(plain, abs=0.6)
+        assert vad.slowed(y, rate).size == pytest.approx(y.size / rate, abs=2)
+
+
+def test_a_window_refused_at_speed_is_heard_slowed(gate, monkeypatch):
+    """The gate's logic: refused as it is, heard at a slower view, it holds speech; a
+    gate without slowed views (an embedder made before them) refuses it."""
+    y = speech_like("fear", duration=2.0, rng=np.random.default_rng(7))
+
+    calls = []
+
+    def only_when_slowed(audio, at_speed=0.3):  # silero unsure at the recording's speed
+        calls.append(audio.size)
+        n = (audio.size + vad.FRAME - 1) // vad.FRAME
+        return np.full(n, 0.9 if audio.size > 1.2 * y.size else at_speed, np.float32)
+
+    monkeypatch.setattr(gate, "probabilities", only_when_slowed)
+    assert gate.has_speech(y)
+    plain = SpeechDetector(slowed_views=())
+    monkeypatch.setattr(plain, "probabilities", only_when_slowed)
+    assert not plain.has_speech(y)
+    assert plain.settings()["slowed_views"] == [] and gate.settings()["slowed_views"]
+    # no hint of a voice at first (noise, hum, silence): one hearing only, refused
+    calls.clear()
+    monkeypatch.setattr(gate, "probabilities", lambda a: only_when_slowed(a, at_speed=0.05))
+    assert not gate.has_speech(y) and len(calls) == 1
+
+
+def test_slowed_views_must_slow(gate):
+    with pytest.raises(ValueError, match="slowed_views"):
+        SpeechDetector(slowed_views=(1.5,))

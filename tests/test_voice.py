@@ -19,10 +19,16 @@ from emotion.models.embedder import Embedder
 from emotion.models.voice import (
     ABSENT_LOGIT,
     EMBED_DIM,
+    LEGACY,
     N_LOGITS,
     VoiceConfig,
+    VoiceContext,
     VoiceData,
     VoiceHead,
+    balanced_weights,
+    choose_temperature,
+    config_dict,
+    config_from,
     fit_voice,
 )
 from emotion.stages.sample_data import draw_face, speech_like
@@ -100,7 +106,7 @@ def test_out_of_fold_logits_come_from_a_head_that_never_saw_the_speaker():
     labels = np.array([ALL_LABELS.index(EMOTIONS[i]) for i in y])
     data = VoiceData(x, labels, spk, np.zeros((0, x.shape[1]), np.float32),
                      np.zeros(0, np.int64))
-    cfg = VoiceConfig(folds=2)
+    cfg = VoiceConfig(folds=2, calibrate=False)  # one temperature would join the folds
     final, oof = fit_voice(data, cfg)
     assert oof.shape == final.embed(x).shape == (len(x), EMBED_DIM)
     # scramble the labels of one fold's speakers: the other fold's out-of-fold logits
@@ -128,6 +134,82 @@ def test_clips_left_out_of_the_fit_shape_no_head():
     np.testing.assert_allclose(oof2, oof, atol=1e-6)
     everything, _ = fit_voice(VoiceData(x, scrambled, spk, *none), cfg)
     assert not np.allclose(everything.logits(x), final.logits(x), atol=1e-3)
+
+
+def test_speaker_norm_reads_a_voice_against_its_own_earlier_windows():
+    """A new speaker whose every window is shifted (another microphone, another voice):
+    the head with speaker norm, given that speaker's earlier windows, reads the shifted
+    windows almost as the unshifted ones; with the window alone (no context) the shift
+    is only halved (pulled toward the training speakers' mean)."""
+    x, y, spk = _toy(n_per=30)
+    labels = np.array([ALL_LABELS.index(EMOTIONS[i]) for i in y])
+    none = np.zeros((0, x.shape[1]), np.float32), np.zeros(0, np.int64)
+    train = np.array([s != "s0" for s in spk])
+    head, _ = fit_voice(VoiceData(x, labels, spk, *none),
+                        VoiceConfig(folds=2, norm="speaker", calibrate=False), train)
+    assert "prior" in head.state and float(head.state["shrink"]) == 1.0
+    new = x[~train]
+    shift = np.random.default_rng(5).normal(0, 3, x.shape[1]).astype(np.float32)
+
+    def read(windows):
+        context, out = VoiceContext(), []
+        for w in windows:
+            out.append(head.logits(w[None], context)[0])
+            context.add(w[None])
+        return np.array(out), context
+
+    plain, ctx = read(new)
+    moved, _ = read(new + shift)
+    assert ctx.n == len(new)
+    late = slice(len(new) // 2, None)  # once the context holds many windows
+    gap_late = np.abs(moved[late] - plain[late]).mean()
+    gap_alone = np.abs(head.logits(new + shift) - head.logits(new)).mean()
+    assert gap_late < 0.25 * gap_alone
+    assert (plain[late].argmax(1) == y[~train][late]).mean() > 0.8
+
+
+def test_corpora_weigh_the_same_in_a_balanced_head():
+    """Weights: each corpus, and each class within it, sum to the same; a corpus ten
+    times larger does not outvote the other."""
+    y = np.array([0] * 50 + [1] * 50 + [0] * 5 + [1] * 5)
+    groups = np.array(["big"] * 100 + ["small"] * 10)
+    w = balanced_weights(y, groups)
+    assert w.sum() == pytest.approx(len(y))
+    cells = [w[(groups == g) & (y == c)].sum() for g in ("big", "small") for c in (0, 1)]
+    assert np.allclose(cells, cells[0])
+
+
+def test_the_calibrated_head_divides_its_logits():
+    """A temperature chosen on out-of-fold logits: the head's logits are the plain
+    head's divided by it, it is kept through the state, and an overconfident toy
+    (well separated classes, noisy labels) is cooled (t > 1)."""
+    x, y, spk = _toy()
+    noisy = y.copy()
+    flip = np.random.default_rng(1).random(len(y)) < 0.3
+    noisy[flip] = (y[flip] + 1) % len(EMOTIONS)
+    labels = np.array([ALL_LABELS.index(EMOTIONS[i]) for i in noisy])
+    none = np.zeros((0, x.shape[1]), np.float32), np.zeros(0, np.int64)
+    plain, oof = fit_voice(VoiceData(x, labels, spk, *none),
+                           VoiceConfig(folds=2, c=10.0, calibrate=False))
+    cal, oof_cal = fit_voice(VoiceData(x, labels, spk, *none),
+                             VoiceConfig(folds=2, c=10.0, calibrate=True))
+    t = float(cal.state["temperature"])
+    assert t > 1.0
+    np.testing.assert_allclose(cal.logits(x), plain.logits(x) / t, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(oof_cal[:, :N_LOGITS], oof[:, :N_LOGITS] / t, rtol=1e-5,
+                               atol=1e-5)
+    assert VoiceHead(cal.to_state()).sha256() == cal.sha256() != plain.sha256()
+    assert choose_temperature(oof[:, :N_LOGITS], noisy) == pytest.approx(t)
+
+
+def test_settings_added_later_keep_older_embedders_as_they_were():
+    """A voice config recorded before meeting copies, corpus balance and calibration
+    existed reads back as it was made, and records the same settings."""
+    old = {k: v for k, v in config_dict(VoiceConfig()).items() if k not in LEGACY}
+    assert config_dict(config_from(old)) == old
+    assert config_from(old).meeting_copies == 0 and not config_from(old).calibrate
+    new = VoiceConfig(meeting_copies=2, balance=True, calibrate=True)
+    assert config_from(config_dict(new)) == new
 
 
 # ----------------------------------------------------------------- one audio path
@@ -187,3 +269,21 @@ def test_stored_waveforms_are_the_resampled_recordings(preprocessed, sample_set)
     y, sr = sf.read(paths[0], dtype="float32")
     assert sr == SR and len(wave) == len(y)
     np.testing.assert_allclose(wave, y, atol=1e-6)
+
+
+def test_the_embedder_reads_a_participant_against_their_earlier_windows(embedded):
+    """A saved embedder with speaker norm: a VoiceContext collects each speech window of
+    one participant, and a window read with context differs from the window alone;
+    the embedder records the norm, and a window refused by the gate adds nothing."""
+    emb = Embedder.load(embedded["embedder"])
+    assert emb.settings()["voice"]["norm"] == "speaker"
+    assert "temperature" in emb._head.state and "prior" in emb._head.state
+    rng = np.random.default_rng(11)
+    windows = [speech_like(e, duration=2.5, rng=rng) for e in ("happy", "sad", "angry")]
+    context = VoiceContext()
+    read = [emb.audio_embedding(w, SR, context) for w in windows]
+    assert context.n == 3 and all(r is not None for r in read)
+    alone = emb.audio_embedding(windows[-1], SR)
+    assert not np.allclose(read[-1], alone, atol=1e-4)
+    assert emb.audio_embedding(np.zeros(3 * SR, np.float32), SR, context) is None
+    assert context.n == 3

@@ -13,6 +13,9 @@ preprocessed_images  /{split}/images (N,H,W,C) uint8 (or float32 [0,1])
                      /skipped/paths, /skipped/reasons (M,) str
 preprocessed_audio   /features/fixed (N,n_mels,frames) float32 log-mel (dB)
                      /labels (N,) int16, /paths /speakers /splits (N,) str
+                     /corpora (N,) str: each clip's corpus (ravdess, emovo, ...); its
+                     speaker id starts with it (files made before it existed lack it:
+                     read through corpora_of)
                      /durations (N,) float32 seconds before padding
                      /waveforms/start, /waveforms/length (N,) int64: clip i is
                      /waveforms/samples[start:start + length], float32 mono at
@@ -22,7 +25,8 @@ embeddings_images    /{split}/embeddings (N,512) float32, /{split}/labels, /{spl
                      attrs embedder_id, embedder_settings (JSON), image_weights,
                      backbone_trained_on (the split the backbone learned, or "")
 embeddings_audio     /all/embeddings (N,128) float32, /all/labels, /all/paths,
-                     /all/speakers, /all/splits, /all/out_of_fold (N,) bool
+                     /all/speakers, /all/splits, /all/out_of_fold (N,) bool,
+                     /all/corpora (N,) str
                      attrs embedder_id, embedder_settings (JSON)
 paired_embeddings    /image_embeddings (N,512), /audio_embeddings (N,128) float32
                      /labels (N,) int16 index into EMOTIONS (label_names)
@@ -49,7 +53,7 @@ import numpy as np
 
 from emotion.core.atomic import atomic_path
 from emotion.core.errors import EmotionError, SchemaError
-from emotion.core.labels import ALL_LABELS, EMOTIONS, check_label_names
+from emotion.core.labels import ALL_LABELS, EMOTIONS, check_label_names, corpus_of_speaker
 from emotion.core.splits import SPLITS
 
 SCHEMA_VERSION = 2
@@ -264,6 +268,14 @@ def read_skipped(f: h5py.File) -> list[tuple[str, str]]:
         return []
     return list(zip(read_strings(f["skipped/paths"]), read_strings(f["skipped/reasons"]),
                     strict=True))
+
+
+def corpora_of(g: h5py.File | h5py.Group) -> list[str]:
+    """Each clip's corpus: stored, or (a file made before corpora were stored) the part
+    of its speaker id before the first "_" ("ravdess_07" -> ravdess), else ""."""
+    if "corpora" in g:
+        return read_strings(g["corpora"])
+    return [corpus_of_speaker(s) for s in read_strings(g["speakers"])]
 
 
 def read_waveform(f: h5py.File, i: int) -> np.ndarray:

@@ -42,6 +42,8 @@ CREMA_CODES = {"ANG": "angry", "DIS": "disgust", "FEA": "fear",
                "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
 RAVDESS_CODES = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad",
                  "05": "angry", "06": "fear", "07": "disgust", "08": "surprise"}
+EMOVO_CODES = {"dis": "disgust", "gio": "happy", "neu": "neutral", "pau": "fear",
+               "rab": "angry", "tri": "sad", "sor": "surprise"}
 
 # Numeric image class ids. "seed" follows the user's design notes ("0=angry") with the eight
 # AffectNet classes in alphabetical order; "affectnet" is AffectNet's own order.
@@ -82,68 +84,121 @@ def check_label_names(found: Sequence[str], expected: Sequence[str] = ALL_LABELS
 
 @dataclass(frozen=True)
 class ClipLabel:
+    """A clip's label, its speaker and its corpus. The speaker id carries the corpus
+    (``ravdess_07``, ``crema_1001``, ``emovo_f1``): two corpora's actor 1 are two people,
+    and no speaker-disjoint split can put one person on both sides."""
+
     label: str
     speaker: str
+    corpus: str = ""
+
+
+def corpus_speaker(corpus: str, speaker: str) -> str:
+    """The corpus-prefixed speaker id (left as it is when it has the prefix already)."""
+    speaker = speaker.strip()
+    return speaker if speaker.startswith(f"{corpus}_") else f"{corpus}_{speaker}"
+
+
+def corpus_of_speaker(speaker: str) -> str:
+    """The corpus of a corpus-prefixed speaker id (its part before the first "_")."""
+    return speaker.split("_", 1)[0] if "_" in speaker else ""
+
+
+def corpus_name(text: str) -> str:
+    """A folder's name as a corpus name: lower case, runs of other characters as "-"
+    (so that "_" separates the corpus from the speaker only)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "corpus"
 
 
 _CREMA_RE = re.compile(
     r"^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_(?P<emo>[A-Z]{3})_(?P<lvl>[A-Z]{1,2}|\d{1,2})$")
 _RAVDESS_RE = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
+_EMOVO_RE = re.compile(r"^(?P<emo>[a-z]{3})-(?P<spk>[fm]\d)-(?P<sentence>[a-z]\d)$")
 
 
 def parse_crema(stem: str) -> ClipLabel | None:
-    """`1001_DFA_ANG_XX` -> (angry, speaker 1001); None if not CREMA-D."""
+    """`1001_DFA_ANG_XX` -> (angry, speaker crema_1001); None if not CREMA-D."""
     m = _CREMA_RE.match(stem)
     if not m or m["emo"] not in CREMA_CODES:
         return None
-    return ClipLabel(CREMA_CODES[m["emo"]], m["actor"])
+    return ClipLabel(CREMA_CODES[m["emo"]], f"crema_{m['actor']}", "crema")
 
 
 def parse_ravdess(stem: str) -> ClipLabel | None:
-    """`03-01-05-02-01-01-07` -> (angry, speaker 07); None if not RAVDESS."""
+    """`03-01-05-02-01-01-07` -> (angry, speaker ravdess_07); None if not RAVDESS."""
     m = _RAVDESS_RE.match(stem)
     if not m or m.group(3) not in RAVDESS_CODES:
         return None
-    return ClipLabel(RAVDESS_CODES[m.group(3)], f"ravdess_{m.group(7)}")
+    return ClipLabel(RAVDESS_CODES[m.group(3)], f"ravdess_{m.group(7)}", "ravdess")
+
+
+def parse_emovo(stem: str) -> ClipLabel | None:
+    """EMOVO's `EMO-SPK-SENTENCE`: `rab-f1-b1` -> (angry, speaker emovo_f1); None if not
+    EMOVO (the case of the name does not matter)."""
+    m = _EMOVO_RE.match(stem.lower())
+    if not m or m["emo"] not in EMOVO_CODES:
+        return None
+    return ClipLabel(EMOVO_CODES[m["emo"]], f"emovo_{m['spk']}", "emovo")
+
+
+# Every file naming convention, by corpus name; parse_clip_name tries them in order.
+NAMINGS = {"crema": parse_crema, "ravdess": parse_ravdess, "emovo": parse_emovo}
+
+
+def naming_of(stem: str) -> str | None:
+    """The corpus whose naming convention `stem` follows, or None."""
+    return next((name for name, parse in NAMINGS.items() if parse(stem) is not None), None)
 
 
 def parse_clip_name(path: str | Path) -> ClipLabel:
-    """Label and speaker from a CREMA-D or RAVDESS file name."""
+    """Label, corpus-prefixed speaker and corpus from a CREMA-D, RAVDESS or EMOVO name."""
     stem = Path(path).stem
-    for parse in (parse_crema, parse_ravdess):
+    for parse in NAMINGS.values():
         found = parse(stem)
         if found is not None:
             return found
     raise LabelError(
         f"cannot read a label from the name {Path(path).name!r}: expected CREMA-D "
-        "(1001_DFA_ANG_XX.wav) or RAVDESS (03-01-05-02-01-01-07.wav); for other "
-        "corpora put a labels.csv (path,label,speaker) in the audio folder"
+        "(1001_DFA_ANG_XX.wav), RAVDESS (03-01-05-02-01-01-07.wav) or EMOVO "
+        "(rab-f1-b1.wav); for other corpora put a labels.csv (path,label,speaker) in the "
+        "audio folder"
     )
 
 
-def read_labels_csv(csv_path: str | Path) -> dict[str, ClipLabel]:
-    """Read a `path,label,speaker` manifest; paths are relative to its folder.
+def read_labels_csv(csv_path: str | Path, *, corpus: str | None = None
+                    ) -> dict[str, ClipLabel]:
+    """Read a `path,label,speaker[,corpus]` manifest; paths are relative to its folder.
 
-    Returns a map from the resolved path (str) to its ClipLabel.
+    A clip's corpus is its `corpus` column, else `corpus`, else the corpus whose naming
+    convention every listed file follows (EMOVO's folder lists EMOVO names), else the
+    folder's name. Speakers are prefixed with their corpus. Returns a map from the
+    resolved path (str) to its ClipLabel.
     """
     csv_path = Path(csv_path)
     base = csv_path.parent
-    out: dict[str, ClipLabel] = {}
     with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = {"path", "label", "speaker"} - set(reader.fieldnames or ())
         if missing:
             raise LabelError(f"{csv_path} lacks the column(s) {sorted(missing)}; "
                              "expected a header line: path,label,speaker")
-        for row_no, row in enumerate(reader, start=2):
-            try:
-                label = canonical(row["label"] or "")
-            except LabelError as e:
-                raise LabelError(f"{csv_path}:{row_no}: {e}") from None
-            speaker = (row["speaker"] or "").strip()
-            if not speaker:
-                raise LabelError(f"{csv_path}:{row_no}: empty speaker")
-            out[str((base / row["path"]).resolve())] = ClipLabel(label, speaker)
+        rows = list(enumerate(reader, start=2))
+    if corpus is None:
+        namings = {naming_of(Path(row["path"] or "").stem) for _, row in rows}
+        corpus = namings.pop() if len(namings) == 1 and None not in namings \
+            else corpus_name(base.name)
+    out: dict[str, ClipLabel] = {}
+    for row_no, row in rows:
+        try:
+            label = canonical(row["label"] or "")
+        except LabelError as e:
+            raise LabelError(f"{csv_path}:{row_no}: {e}") from None
+        speaker = (row["speaker"] or "").strip()
+        if not speaker:
+            raise LabelError(f"{csv_path}:{row_no}: empty speaker")
+        own = corpus_name(row["corpus"]) if (row.get("corpus") or "").strip() else corpus
+        out[str((base / row["path"]).resolve())] = ClipLabel(
+            label, corpus_speaker(own, speaker), own)
     return out
 
 

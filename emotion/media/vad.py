@@ -10,10 +10,14 @@ serving gate audio with this same detector.
 A window is first brought to a -6 dBFS peak (LEVEL_NORMALISED; silero's own
 probabilities fall with the level: 35 % of RAVDESS clips went unheard 30 dB down),
 then holds speech when at least MIN_SPEECH_SECONDS of its 32-ms frames have a
-speech probability of at least THRESHOLD. Measured on RAVDESS speech at 0 to -30 dB
-against silence, hum and noise (bench/speech_gate.py; README, "The speech gate"):
-unlike the energy gate it replaces, it hears quiet speakers and does not take loud
-noise for a voice.
+speech probability of at least THRESHOLD. A window refused so is heard again played
+slower (SLOWED_VIEWS: resampled as if recorded faster, so pitch and tempo drop
+together): silero misses high, strained voices (shouted, fearful, a quarter of one
+RAVDESS actress's clips) that it hears once they are lower, while silence, hum and
+noise are not speech at any speed (issue 24). Measured on RAVDESS and EMOVO speech at
+0 to -30 dB against silence, hum and noise (bench/speech_gate.py; README, "The speech
+gate"): unlike the energy gate before it, it hears quiet speakers and does not take
+loud noise for a voice.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ MAX_FRAMES = 512          # frames per ONNX call (16 s)
 THRESHOLD = 0.5
 MIN_SPEECH_SECONDS = 0.25
 LEVEL_NORMALISED = True
+SLOWED_VIEWS = (0.7, 0.5)  # playback rates of the second and third hearing
+SLOWED_HINT = 0.15         # ...given only when some frame's probability reached this at
+#                            first (noise, hum and silence stay below 0.07: one hearing)
 PEAK = 0.5                # -6 dBFS: the level every window is brought to
 SILENCE_PEAK = 1e-4       # -80 dBFS: below, no signal
 
@@ -76,7 +83,8 @@ class SpeechDetector:
 
     def __init__(self, *, threshold: float = THRESHOLD,
                  min_speech_seconds: float = MIN_SPEECH_SECONDS,
-                 level_normalised: bool = LEVEL_NORMALISED):
+                 level_normalised: bool = LEVEL_NORMALISED,
+                 slowed_views: tuple[float, ...] | list[float] = SLOWED_VIEWS):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -87,11 +95,15 @@ class SpeechDetector:
         self._lock = threading.Lock()
         self.threshold, self.min_speech_seconds = threshold, min_speech_seconds
         self.level_normalised = level_normalised
+        self.slowed_views = tuple(float(v) for v in slowed_views)
+        if any(not 0.2 <= v < 1.0 for v in self.slowed_views):
+            raise ValueError(f"slowed_views {self.slowed_views}: rates in [0.2, 1)")
 
     def settings(self) -> dict:
         """What an embedder records of this gate (and builds it again from)."""
         return {"threshold": self.threshold, "min_speech_seconds": self.min_speech_seconds,
-                "level_normalised": self.level_normalised}
+                "level_normalised": self.level_normalised,
+                "slowed_views": list(self.slowed_views)}
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
@@ -105,13 +117,39 @@ class SpeechDetector:
                 out.append(np.asarray(p, np.float32).reshape(-1))
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-    def speech_seconds(self, audio: np.ndarray) -> float:
-        """Seconds of frames that hold speech (after levelling, when the gate levels)."""
+    def _heard(self, audio: np.ndarray, rate: float) -> tuple[float, float]:
+        """(seconds of speech frames, in the recording's own seconds; the highest frame
+        probability) of the audio levelled (when the gate levels) and played at `rate`."""
         if self.level_normalised:
             audio = level(np.asarray(audio, np.float32))
-        return float((self.probabilities(audio) >= self.threshold).sum()) * FRAME / SAMPLE_RATE
+        if rate != 1.0:
+            audio = slowed(audio, rate)
+        p = self.probabilities(audio)
+        return (float((p >= self.threshold).sum()) * FRAME / SAMPLE_RATE * rate,
+                float(p.max(initial=0.0)))
+
+    def speech_seconds(self, audio: np.ndarray, *, rate: float = 1.0) -> float:
+        """Seconds of frames that hold speech (after levelling, when the gate levels),
+        heard played at `rate` (1: as it is), in the recording's own seconds."""
+        return self._heard(audio, rate)[0]
 
     def has_speech(self, audio: np.ndarray | None) -> bool:
+        """Speech at normal speed, or (refused there, but with a hint of a voice) at one
+        of the slowed views."""
         if audio is None or audio.size < FRAME // 4:
             return False
-        return self.speech_seconds(audio) >= self.min_speech_seconds
+        seconds, top = self._heard(audio, 1.0)
+        if seconds >= self.min_speech_seconds:
+            return True
+        if top < SLOWED_HINT:
+            return False
+        return any(self.speech_seconds(audio, rate=r) >= self.min_speech_seconds
+                   for r in self.slowed_views)
+
+
+def slowed(audio: np.ndarray, rate: float) -> np.ndarray:
+    """The audio as heard played at `rate` of its speed (pitch and tempo together)."""
+    import soxr
+
+    return soxr.resample(np.asarray(audio, np.float32), SAMPLE_RATE,
+                         int(round(SAMPLE_RATE / rate))).astype(np.float32, copy=False)

@@ -47,7 +47,14 @@ from emotion.models.image_backbone import (
     state_sha256,
 )
 from emotion.models.voice import EMBED_DIM as AUDIO_DIM
-from emotion.models.voice import VoiceConfig, VoiceFeatures, VoiceHead, config_dict, config_from
+from emotion.models.voice import (
+    VoiceConfig,
+    VoiceContext,
+    VoiceFeatures,
+    VoiceHead,
+    config_dict,
+    config_from,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +103,12 @@ class Embedder:
         self.device = resolve_device(device)
         self.image_state = image_state
         self.voice_state, self.voice, self.audio_params = voice_state, voice, audio_params
-        # a gate recorded before levelling existed did not level
-        self.speech_gate = {"level_normalised": False, **speech_gate} if speech_gate else {
-            "threshold": vad.THRESHOLD, "min_speech_seconds": vad.MIN_SPEECH_SECONDS,
-            "level_normalised": vad.LEVEL_NORMALISED}
+        # a gate recorded before levelling (or slowed hearings) existed did neither
+        self.speech_gate = {"level_normalised": False, "slowed_views": [], **speech_gate} \
+            if speech_gate else {
+                "threshold": vad.THRESHOLD, "min_speech_seconds": vad.MIN_SPEECH_SECONDS,
+                "level_normalised": vad.LEVEL_NORMALISED,
+                "slowed_views": list(vad.SLOWED_VIEWS)}
         self.extra = extra or {}
         precision = image.precision
         if precision == "bf16" and self.device == "cpu" and not cpu_supports_bf16():
@@ -131,7 +140,9 @@ class Embedder:
         }
 
     def gate_settings(self) -> dict:
-        return {"kind": "silero-vad", **self.speech_gate}
+        # no slowed hearings is recorded as before they existed: old embedders keep their id
+        return {"kind": "silero-vad", **{k: v for k, v in self.speech_gate.items()
+                                         if k != "slowed_views" or v}}
 
     @property
     def embedder_id(self) -> str:
@@ -185,18 +196,28 @@ class Embedder:
     @property
     def voice_features(self) -> VoiceFeatures:
         if self._voice is None:
-            self._voice = VoiceFeatures(self.voice.blocks)
+            self._voice = VoiceFeatures(self.voice.blocks, self.voice.norm)
         return self._voice
 
-    def embed_clips(self, clips: np.ndarray) -> np.ndarray:
-        """Prepared clips (N, n_samples) -> (N, 128) audio embeddings."""
+    def embed_clips(self, clips: np.ndarray, context: VoiceContext | None = None
+                    ) -> np.ndarray:
+        """Prepared clips (N, n_samples) -> (N, 128) audio embeddings. `context`: the
+        speaker's earlier windows, for a voice head with speaker norm; the clips are
+        added to it after they are embedded."""
         if len(clips) == 0:
             return np.zeros((0, AUDIO_DIM), np.float32)
-        return self._head.embed(self.voice_features(clips))
+        x = self.voice_features(clips)
+        out = self._head.embed(x, context)
+        if context is not None:
+            context.add(x)
+        return out
 
-    def audio_embedding(self, y: np.ndarray | None, sr: int) -> np.ndarray | None:
+    def audio_embedding(self, y: np.ndarray | None, sr: int,
+                        context: VoiceContext | None = None) -> np.ndarray | None:
         """A window's audio at any rate -> its embedding, or None when the speech gate
-        hears no one. Brought to the training rate first, as preprocessing does."""
+        hears no one. Brought to the training rate first, as preprocessing does. Pass
+        one VoiceContext per speaker (participant) and analysis: a head with speaker
+        norm then reads each window against that speaker's earlier windows."""
         if y is None or y.size == 0:
             return None
         rate = self.audio_params.sample_rate
@@ -207,7 +228,7 @@ class Embedder:
             clip, _ = prepare_clip(y, rate, self.audio_params)
         except MediaError:
             return None
-        return self.embed_clips(clip[None])[0]
+        return self.embed_clips(clip[None], context)[0]
 
     # ------------------------------------------------------------- file
     def to_dict(self) -> dict:

@@ -93,13 +93,16 @@ def new_embedder(fi, fa, *, image_weights: str, seed: int, folds: int, device: s
         raise EmotionError(f"{fa.filename} has no train clips: it looks like an external test "
                            "set (made with --split test); pass --embedder PATH to embed it with "
                            "a trained embedder instead of fitting a new one on it")
-    features, gate = VoiceFeatures(cfg.blocks), SpeechDetector()
+    features, gate = VoiceFeatures(cfg.blocks, cfg.norm), SpeechDetector()
     data = collect(waveforms(fa), params.sample_rate, fa["labels"][()].astype(np.int64),
-                   speakers, params=params, detector=gate, features=features, cfg=cfg)
+                   speakers, params=params, detector=gate, features=features, cfg=cfg,
+                   corpora=h5io.corpora_of(fa))
     fit = np.isin(splits, list(voice_splits))
     head, oof = fit_voice(data, cfg, fit)
     heard = [s for s, used in zip(speakers, fit, strict=True) if used]
+    corpora = [c for c, used in zip(h5io.corpora_of(fa), fit, strict=True) if used]
     extra = {"voice_speakers": sorted(set(heard)), "voice_clips": len(heard),
+             "voice_corpora": {c: corpora.count(c) for c in sorted(set(corpora))},
              "voice_splits": sorted(voice_splits),
              "voice_examples": len(data.clips) + len(data.extra),
              "voice_config": config_dict(cfg), "seed": seed}
@@ -159,6 +162,7 @@ def write_audio_embeddings(emb: Embedder, fa, out: str | Path, config: dict,
         g.create_dataset("out_of_fold", data=np.full(n, oof is not None and emb.voice.folds > 1))
         for name in ("paths", "speakers", "splits"):
             h5io.write_strings(g, name, h5io.read_strings(fa[name]))
+        h5io.write_strings(g, "corpora", h5io.corpora_of(fa))
     return n
 
 

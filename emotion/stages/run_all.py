@@ -144,7 +144,8 @@ USAGE = """The whole pipeline on real data folders, every stage in order.
         --work results/real --size 112 --workers 2
 
 --images holds {split}/{class}/image (AffectNet-style, FER2013's folders work as
-they are); --audio holds CREMA-D or RAVDESS named WAVs, or a labels.csv. Every
+they are); --audio holds CREMA-D, RAVDESS or EMOVO named WAVs, or a labels.csv;
+repeat it for several corpora (--audio ravdess_16k --audio emovo_16k). Every
 output goes under --work, with the file names of the stage scripts. Run again,
 a stage whose settings and inputs have not changed is reused (--force redoes all).
 """
@@ -153,7 +154,9 @@ a stage whose settings and inputs have not changed is reused (--force redoes all
 def get_args_parser() -> argparse.ArgumentParser:
     p = cli.parser(USAGE)
     p.add_argument("--images", required=True, help="folder of {split}/{class}/images")
-    p.add_argument("--audio", required=True, help="folder of labelled speech clips")
+    p.add_argument("--audio", required=True, action="append",
+                   help="folder of labelled speech clips; repeat for several corpora "
+                        "(the voice branch learns from all of them)")
     p.add_argument("--work", default="results/real", help="where every output goes")
     p.add_argument("--size", type=int, default=112, help="face crop side in pixels")
     p.add_argument("--detector", default="blazeface", choices=DETECTORS)
@@ -198,8 +201,9 @@ def _prepare_stages(args, a: Artifacts, seed: list[str]) -> list[Stage]:
                "--class_map", args.class_map, "--workers", str(args.workers)],
               [args.images], [a.preprocessed_images]),
         Stage("preprocessing_audio.py", preprocess_audio.main,
-              ["--audio_dir", str(args.audio), "--out_h5", str(a.preprocessed_audio),
-               "--workers", str(args.workers), *seed], [args.audio], [a.preprocessed_audio]),
+              [*(x for d in args.audio for x in ("--audio_dir", str(d))),
+               "--out_h5", str(a.preprocessed_audio), "--workers", str(args.workers), *seed],
+              list(args.audio), [a.preprocessed_audio]),
     ]
     if args.face_epochs > 0:
         out.append(Stage("train_face_backbone.py", train_backbone.main,
