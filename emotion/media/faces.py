@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from emotion.core.errors import EmotionError
-from emotion.media.images import center_square, crop_square, iou, square_around
+from emotion.media.images import center_square, crop_square, iou, overlap, square_around
 
 DETECTORS = ("blazeface", "mtcnn", "haar")
 GREY = 128
@@ -204,7 +204,7 @@ class FaceFinder:
             confirmed = [False] * len(boxes)
             if not scan:
                 for h in hints:
-                    if all(iou(h, b) < 0.3 for b in boxes):
+                    if all(iou(h, b) < 0.3 and overlap(h, b) < 0.5 for b in boxes):
                         boxes.append(np.asarray(h, np.float32))
                         confirmed.append(False)
             out = []

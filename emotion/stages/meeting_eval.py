@@ -79,7 +79,7 @@ def clip_people(av_dir: str | Path, count_faces=None) -> dict[str, list[dict]]:
     """{person: [{"path", "label"}]} from the folder's labels.csv (clips with sound).
 
     With `count_faces` (an RGB frame -> the number of faces in it), clips that show
-    more than one face in any of six frames are left out: a tile is one participant,
+    more than one face in any of five frames a second are left out: a tile is one participant,
     and a film's second person in it would be scored against the wrong truth."""
     av_dir = Path(av_dir)
     table = av_dir / "labels.csv"
@@ -100,7 +100,7 @@ def clip_people(av_dir: str | Path, count_faces=None) -> dict[str, list[dict]]:
             path = av_dir / row["file"]
             if count_faces is not None:
                 frames, _ = read_clip(path)
-                most = max(count_faces(f) for f in frames[::max(1, len(frames) // 6)])
+                most = max(count_faces(f) for f in frames[::5])
                 if most > 1:
                     log.info("left out %s: %d faces in one frame", row["file"], most)
                     continue
