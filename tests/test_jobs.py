@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import io
+import json
+import re
 import threading
 import time
 
@@ -274,3 +276,42 @@ def test_a_result_is_delivered_with_retries_that_hold_no_worker(media, tmp_path,
     body = client.get(job["status_url"]).get_json()
     assert body["delivery"]["ok"] is True and body["delivery"]["attempts"] == 2
     assert [r["body"]["request_id"] for r in server.received] == [job["id"]] * 2
+
+
+def test_predict_batch_through_the_queue_skips_what_is_done(media, tmp_path, capsys):
+    from emotion.serve import predict
+
+    folder = tmp_path / "recordings"
+    (folder / "day2").mkdir(parents=True)
+    for name, dest in (("speech", "a.wav"), ("talk", "day2/b.mp4"), ("notes", "c.mp4")):
+        (folder / dest).write_bytes(media[name].read_bytes())
+    out = tmp_path / "out"
+    worker = _worker(tmp_path, FakeAnalyzer(windows=2), JOBS_DIR=str(out / ".jobs"))
+    stop = threading.Event()
+
+    def work():                                   # a worker already running: --workers 0
+        while not stop.is_set():
+            if not drain(worker):
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        args = ["--batch", str(folder), "--out", str(out), "--workers", "0"]
+        assert predict.main(args) == 2                          # c.mp4 is not media
+        table = capsys.readouterr().out
+        assert sorted(p.name for p in out.glob("*.json")) == ["a.json", "day2__b.json"]
+        assert re.search(r"^c\s+refused", table, re.M) and re.search(r"^a\s+done", table, re.M)
+        result = json.loads((out / "day2__b.json").read_text())
+        assert result["type"] == "video" and len(result["timeline"]) == 2
+        assert "day2__b,done" in (out / "summary.csv").read_text()
+        (folder / "c.mp4").unlink()
+        assert predict.main(args) == 0                          # a second run: all done
+        table = capsys.readouterr().out
+        assert len(re.findall(r"skipped\s", table)) == 2
+        assert len(worker.store.all()) == 2                     # nothing submitted again
+    finally:
+        stop.set()
+        thread.join(10)
+    assert list((out / ".jobs" / "media").iterdir()) == []
+    assert (folder / "a.wav").exists()                          # the user's files stay
