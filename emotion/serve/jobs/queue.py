@@ -42,6 +42,7 @@ from emotion.serve.jobs.store import ENDED, JobStore, stale
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "emotion-jobs"
+_INHERITED: list = []   # SQLite connections a forked worker must neither use nor close
 DB_NAME = "queue.db"
 
 
@@ -119,8 +120,21 @@ class JobQueue:
         return self.store.get(job_id)
 
     # ------------------------------------------------------------ worker side
+    def after_fork(self) -> None:
+        """A worker process the consumer forked (again, after one died) may inherit the
+        consumer's open SQLite connection and even its lock taken by the scheduler
+        thread: SQLite forbids using a connection across fork, and a held lock would
+        never be released here. Fresh ones (huey's SQL storages keep them in ``_conn``
+        and ``lock``); the inherited connections are kept, unclosed, as SQLite asks."""
+        for storage in (self.huey.storage, self.store.records, self.store.data):
+            if hasattr(storage, "lock") and hasattr(storage, "_conn"):
+                _INHERITED.append(storage._conn)
+                storage._conn = None
+                storage.lock = threading.Lock()
+
     def load_analyzer(self) -> None:
         """In each worker process, after the fork: the models, then the heartbeat."""
+        self.after_fork()
         if self.analyzer is None:
             s = self.settings
             if s["TORCH_THREADS"]:

@@ -82,7 +82,8 @@ class JobStore:
 
     def delete(self, job_id: str, windows: int = 0) -> None:
         record = self.get(job_id)
-        n = max(windows, (record or {}).get("progress", {}).get("windows_done", 0) or 0)
+        progress = (record or {}).get("progress", {})
+        n = max(windows, progress.get("windows_done") or 0, progress.get("windows_total") or 0)
         for key in [f"w:{job_id}:{i}" for i in range(1, n + 1)] + [f"r:{job_id}",
                                                                    f"c:{job_id}"]:
             self.data.delete_data(key)
