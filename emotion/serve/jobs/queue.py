@@ -42,6 +42,7 @@ from emotion.serve.jobs.store import ENDED, JobStore, stale
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "emotion-jobs"
+PROGRESS_EVERY = 0.5    # seconds between saves of a running job's progress
 _INHERITED: list = []   # SQLite connections a forked worker must neither use nor close
 DB_NAME = "queue.db"
 
@@ -80,6 +81,7 @@ class JobQueue:
         self.analyzer = analyzer               # injected (tests) or loaded by load_analyzer
         self._lock = threading.Lock()          # the running job's record: two threads write
         self._current: dict | None = None
+        self._saved_at = 0.0                   # when the running job's record was saved
         self._beat: threading.Thread | None = None
         self.run_job = self.huey.task(name="run_job")(self._run)
         backend = settings["BACKEND_URL"]
@@ -229,13 +231,18 @@ class JobQueue:
                               "attempts": 0, "status": None, "error": None, "seconds": 0.0}}
 
     def _window(self, record: dict, window: dict, done: int, total: int) -> None:
+        # The window is stored first, then the record that counts it: a reader never
+        # sees a count of windows that are not there. The record is saved at most every
+        # PROGRESS_EVERY seconds (each save is a commit; a window takes tens of ms).
         self.store.put_window(record["id"], done, window)
         now = time.time()
         with self._lock:
             record["progress"].update(windows_done=done, windows_total=total,
                                       media_seconds_done=window["end"])
             record.update(updated=now, progress_at=now)
-            self.store.put(record)
+            if now - self._saved_at >= PROGRESS_EVERY or done >= total:
+                self.store.put(record)
+                self._saved_at = now
         if self.store.cancelled(record["id"]):
             raise JobCancelled
 

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> None:
     log.info("emotion-worker: %d process(es) taking jobs from %s", args.workers, queue.where)
     consumer = queue.huey.create_consumer(
         workers=args.workers, worker_type="process", periodic=False,
-        initial_delay=0.1, backoff=1.15, max_delay=0.5,   # an idle worker polls SQLite
+        initial_delay=0.05, backoff=1.15, max_delay=0.1,  # an idle worker polls SQLite
         check_worker_health=True, health_check_interval=1.0)
     consumer.run()
 
