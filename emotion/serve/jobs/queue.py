@@ -34,7 +34,6 @@ from huey import RedisHuey, SqliteHuey
 from huey.storage import RedisStorage, SqliteStorage
 
 from emotion.media.decode import probe
-from emotion.serve.analyzer import Analyzer, Options
 from emotion.serve.answers import ServiceError, judge, run_analysis, summary
 from emotion.serve.forwarder import Forwarder
 from emotion.serve.jobs.store import ENDED, JobStore, stale
@@ -138,6 +137,10 @@ class JobQueue:
         """In each worker process, after the fork: the models, then the heartbeat."""
         self.after_fork()
         if self.analyzer is None:
+            # torch is imported here, in the worker process, never in the consumer that
+            # forks it: torch's thread pools do not survive a fork (gunicorn.conf.py)
+            from emotion.serve.analyzer import Analyzer, Options
+
             s = self.settings
             if s["TORCH_THREADS"]:
                 import torch
