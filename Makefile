@@ -17,6 +17,9 @@ MULTIMODAL_PATH ?= $(DEMO)/saved_models/multimodal_best.pth
 ISOLATION_PATH  ?= $(DEMO)/anomaly/isolation_forest.joblib
 HOST ?= 127.0.0.1
 PORT ?= 5002
+# make serve's job queue: a SQLite file and the queued media here, and its worker processes
+JOBS_DIR ?= results/jobs
+JOB_WORKERS ?= 1
 
 venv: $(STAMP)
 
@@ -37,13 +40,19 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/python demo.py --sample $(SAMPLE) --out $(DEMO)
 
-# One gunicorn worker (about 1 GB) is plenty for a person at the page.
+# One gunicorn worker (about 1 GB) is plenty for a person at the page, and one job
+# worker process (emotion-worker, about 1 GB more) takes the jobs from the SQLite queue in
+# JOBS_DIR; it is stopped with the service (a job it was running is taken up again at the
+# next start).
 serve: $(STAMP)
 	@test -f $(MULTIMODAL_PATH) || { echo "make serve: no $(MULTIMODAL_PATH): run make demo first"; exit 2; }
-	@echo "The page: http://$(HOST):$(PORT)/  (Ctrl-C stops the service)"
+	@echo "The page: http://$(HOST):$(PORT)/  (Ctrl-C stops the service and its job workers)"
 	EMBEDDER_PATH=$(EMBEDDER_PATH) MULTIMODAL_PATH=$(MULTIMODAL_PATH) \
-	ISOLATION_PATH=$(ISOLATION_PATH) HOST=$(HOST) PORT=$(PORT) \
-	WEB_CONCURRENCY=$${WEB_CONCURRENCY:-1} $(BIN)/gunicorn app:app
+	ISOLATION_PATH=$(ISOLATION_PATH) HOST=$(HOST) PORT=$(PORT) JOBS_DIR=$(JOBS_DIR) \
+	WEB_CONCURRENCY=$${WEB_CONCURRENCY:-1} sh -c '\
+	  setsid $(BIN)/python -m emotion.serve.jobs.worker --workers $(JOB_WORKERS) & worker=$$!; \
+	  trap "kill $$worker 2>/dev/null; wait $$worker" EXIT; \
+	  $(BIN)/gunicorn app:app'
 
 clean:
 	rm -rf $(DEMO) $(SAMPLE)

@@ -20,8 +20,9 @@ FIELDS = {"meeting_id": "meeting-1", "participant_id": "p.01"}
 class FakeAnalyzer:
     """Stands in for Analyzer: records each call; can block on `gate` or raise `error`."""
 
-    def __init__(self, *, gate: threading.Event | None = None, error: Exception | None = None):
-        self.gate, self.error = gate, error
+    def __init__(self, *, gate: threading.Event | None = None, error: Exception | None = None,
+                 windows: int = 1):
+        self.gate, self.error, self.windows = gate, error, windows
         self.entered = threading.Event()
         self.calls: list[dict] = []
 
@@ -30,7 +31,7 @@ class FakeAnalyzer:
                 "label_names": list(EMOTIONS), "versions": {"torch": None},
                 "artifacts": {"embedder": "/srv/secret/embedder.pt"}}
 
-    def analyze_file(self, path: str, kind: str) -> dict:
+    def analyze_file(self, path: str, kind: str, on_window=None) -> dict:
         p = Path(path)
         self.calls.append({"path": p, "kind": kind, "mode": stat.S_IMODE(p.stat().st_mode),
                            "dir_mode": stat.S_IMODE(p.parent.stat().st_mode)})
@@ -40,16 +41,20 @@ class FakeAnalyzer:
         if self.error is not None:
             raise self.error
         probs = {e: (0.5 if e == "happy" else 0.1) for e in EMOTIONS}
-        window = {"start": 0.0, "end": 3.0, "face_found": False, "face_detected": False,
-                  "speech_found": True,
-                  "emotion": "happy", "emotion_probs": probs, "anomaly_score": -0.1,
-                  "anomaly_flag": "normal", "modalities": "audio_only"}
-        return {"kind": kind, "source": {kind: str(path)}, "duration": 3.0,
+        timeline = []
+        for i in range(self.windows):
+            timeline.append({"start": 3.0 * i, "end": 3.0 * i + 3.0, "face_found": False,
+                             "face_detected": False, "speech_found": True, "emotion": "happy",
+                             "emotion_probs": probs, "anomaly_score": -0.1,
+                             "anomaly_flag": "normal", "modalities": "audio_only"})
+            if on_window is not None:
+                on_window(timeline[-1], i + 1, self.windows)
+        return {"kind": kind, "source": {kind: str(path)}, "duration": 3.0 * self.windows,
                 "emotion": "happy", "emotion_probs": probs, "anomaly_score": -0.1,
                 "anomaly_flag": "normal", "modalities": "audio_only", "warnings": [],
-                "timeline": [window], "anomalies": [],
-                "windows": {"total": 1, "scored": 1, "with_face": 0, "with_face_detected": 0,
-                            "with_speech": 1},
+                "timeline": timeline, "anomalies": [],
+                "windows": {"total": self.windows, "scored": self.windows, "with_face": 0,
+                            "with_face_detected": 0, "with_speech": self.windows},
                 "used": self.used(), "processing_seconds": 0.01}
 
 

@@ -267,7 +267,8 @@ def test_openapi_document_is_served_and_matches_the_code(tmp_path):
     schemas = doc["components"]["schemas"]
     assert schemas["Probabilities"]["required"] == list(EMOTIONS)
     assert schemas["Window"]["properties"]["emotion"]["enum"] == [*EMOTIONS, None]
-    assert set(doc["paths"]) == {"/analyze", "/health", "/ready", "/openapi.json"}
+    assert set(doc["paths"]) == {"/analyze", "/health", "/ready", "/openapi.json", "/jobs",
+                                 "/jobs/{job_id}"}
 
 
 @pytest.fixture(scope="module")

@@ -47,11 +47,11 @@ def test_page_is_served_with_its_files_and_the_upload_limit(client):
     assert "script-src 'self'" in r.headers["Content-Security-Policy"]
     page = _Controls()
     page.feed(html)
-    assert set(page.controls) == {"meeting", "participant", "kind", "file"}
+    assert set(page.controls) == {"meeting", "participant", "kind", "file", "as-job"}
     assert set(page.controls) <= page.labelled          # every control has a label
     files = [link for link in page.links if link.startswith("assets/")]
-    assert sorted(files) == ["assets/chart.js", "assets/page.css", "assets/page.js",
-                             "assets/participants.js"]
+    assert sorted(files) == ["assets/chart.js", "assets/jobs.js", "assets/page.css",
+                             "assets/page.js", "assets/participants.js"]
     types = {"css": "text/css", "js": "text/javascript"}
     for link in files:
         got = client.get(f"/{link}")

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -19,6 +22,8 @@ import soundfile as sf
 
 from emotion.core.labels import EMOTIONS
 from emotion.serve.app import create_app
+from emotion.serve.jobs.queue import JobQueue
+from emotion.serve.settings import load_settings
 from emotion.stages.sample_data import make_video, speech_like
 from tools import browser
 
@@ -254,3 +259,101 @@ def test_page_marks_known_anomalies_and_fits_a_phone(driver, site):
         _assert_page_shows(driver, result)
     finally:
         driver.set_window_size(size["width"], size["height"])
+
+
+# ----------------------------------------------------------------- jobs (web/jobs.js)
+class _Stepped:
+    """The real analyzer, each window held until the test releases it (`steps`)."""
+
+    def __init__(self, analyzer, steps: threading.Semaphore):
+        self.analyzer, self.steps = analyzer, steps
+        self.hop = analyzer.hop
+
+    def analyze_file(self, path, kind, on_window=None):
+        def each(window, done, total):
+            assert self.steps.acquire(timeout=120), "the test released no window"
+            on_window(window, done, total)
+        return self.analyzer.analyze_file(path, kind, on_window=each)
+
+
+@pytest.fixture(scope="module")
+def job_site(artifacts, tmp_path_factory):
+    """The page with a job queue, and a worker thread taking its jobs one window at a time."""
+    d = tmp_path_factory.mktemp("page_jobs")
+    config = {"EMBEDDER_PATH": artifacts["embedder"], "MULTIMODAL_PATH": artifacts["multimodal"],
+              "ISOLATION_PATH": artifacts["isolation"], "UPLOAD_DIR": str(d / "uploads"),
+              "JOBS_DIR": str(d / "jobs")}
+    app = create_app(config)
+    steps = threading.Semaphore(0)
+    worker = JobQueue(load_settings({"JOBS_DIR": config["JOBS_DIR"]}),
+                      analyzer=_Stepped(app.extensions["emotion"].analyzer, steps))
+    stop = threading.Event()
+
+    def work():
+        while not stop.is_set():
+            task = worker.huey.dequeue()
+            if task is None:
+                time.sleep(0.05)
+            else:
+                worker.huey.execute(task)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    with browser.serve(app) as base:
+        yield base, steps
+    stop.set()
+    for _ in range(20):
+        steps.release()
+    thread.join(60)
+
+
+def _progress(driver) -> tuple[str, int | None]:
+    return (browser.js(driver, "return document.getElementById('progress-label').textContent"),
+            browser.js(driver, "const p = document.getElementById('progress');"
+                               "return p.hasAttribute('value') ? p.value : null"))
+
+
+def test_page_follows_a_job_and_draws_windows_as_they_complete(driver, job_site, files):
+    from selenium.webdriver.common.by import By
+
+    base, steps = job_site
+    browser.open_page(driver, f"{base}/")
+    assert driver.find_element(By.ID, "as-job").is_displayed()
+    assert driver.find_element(By.ID, "as-job").is_selected()
+    browser.choose(driver, files["meeting"], meeting="m-job", participant="carol")
+    driver.find_element(By.ID, "analyse").click()
+    browser.wait(driver, lambda d: _progress(d)[0].startswith(("Queued", "Analysing")),
+                 "the job's progress")
+    for k in (1, 2, 3):
+        steps.release()
+        browser.wait(driver, lambda d, k=k: _count(d, "#chart .band") == k
+                     and _progress(d)[0].startswith(f"Analysing: {k} of "), f"window {k}")
+        text, value = _progress(driver)
+        total = int(re.search(r" of (\d+) windows", text).group(1))
+        assert value == round(100 * k / total) and " s of media)" in text
+        assert re.search(r"about (\d+ min )?\d+ s left$", text), text
+        assert not driver.find_element(By.ID, "cancel").get_attribute("hidden")
+    steps.release()
+    browser.wait(driver, lambda d: "Done:" in browser.js(
+        d, "return document.getElementById('status').textContent"), "the job's end")
+    result = browser.shown_result(driver)
+    assert (result["meeting_id"], result["participant_id"], result["type"]) == \
+        ("m-job", "carol", "video")
+    assert len(result["timeline"]) == 4
+    _assert_page_shows(driver, result)
+    assert driver.find_element(By.ID, "progress-box").get_attribute("hidden") is not None
+    posts = browser.js(driver, "return performance.getEntriesByType('resource')"
+                               ".map((e) => new URL(e.name).pathname)")
+    assert "/jobs" in posts and "/analyze" not in posts
+
+    # a second job, cancelled while it runs
+    browser.choose(driver, files["meeting"], meeting="m-job", participant="dave")
+    driver.find_element(By.ID, "analyse").click()
+    steps.release()
+    browser.wait(driver, lambda d: _progress(d)[0].startswith("Analysing: 1 of "), "window 1")
+    driver.find_element(By.ID, "cancel").click()
+    steps.release()                       # the worker sees the flag at its next window
+    browser.wait(driver, lambda d: browser.js(
+        d, "return document.getElementById('status').textContent") == "Cancelled.",
+        "the cancelled job")
+    assert driver.find_element(By.ID, "error").get_attribute("hidden") is not None

@@ -19,7 +19,9 @@ a face or speech.
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +41,9 @@ from emotion.serve.meeting import Meeting, MeetingOptions, SpeakingCalibration
 
 log = logging.getLogger(__name__)
 
+# on_window(window, done, total): called as each window is scored (jobs show progress);
+# total is estimated from the media's duration until the last window.
+OnWindow = Callable[[dict, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -226,13 +231,16 @@ class Analyzer:
         return out
 
     def _windows_of_audio(self, path: str | Path, image: np.ndarray | None,
-                          detected: bool = False):
+                          detected: bool = False, on_window: OnWindow | None = None):
         """Timeline of an audio file, each window fused with `image` when given."""
         timeline, end = [], 0.0
+        total = self._expected_windows(path) if on_window else 0
         for w in self._iter(path, use_video=False):
             timeline.append(self._window(w, image, self.audio_embedding(w.audio),
                                          face_detected=detected))
             end = w.end
+            if on_window:
+                on_window(timeline[-1], len(timeline), max(total, len(timeline)))
         if not timeline:
             raise MediaError(f"{Path(path).name}: holds no audio")
         return timeline, end
@@ -244,10 +252,13 @@ class Analyzer:
                             use_video=use_video, max_duration=self.options.max_duration,
                             dense_fps=DENSE_FPS if use_video else None)
 
-    def analyze_audio(self, audio: str | Path) -> dict:
+    def _expected_windows(self, path: str | Path) -> int:
+        return max(1, math.ceil(probe(path).duration / self.hop - 1e-6))
+
+    def analyze_audio(self, audio: str | Path, on_window: OnWindow | None = None) -> dict:
         started = time.perf_counter()
         self._check_audio(audio)
-        timeline, end = self._windows_of_audio(audio, None)
+        timeline, end = self._windows_of_audio(audio, None, on_window=on_window)
         if not any(w["speech_found"] for w in timeline):
             raise MediaError(f"{Path(audio).name}: no speech found (the voice activity "
                              "detector hears no one: silence, hum or noise)")
@@ -265,7 +276,7 @@ class Analyzer:
                              {"image": str(image) if not isinstance(image, bytes) else "bytes",
                               "audio": str(audio)})
 
-    def analyze_video(self, video: str | Path) -> dict:
+    def analyze_video(self, video: str | Path, on_window: OnWindow | None = None) -> dict:
         """Every window's faces and voice. A video is answered whenever any window holds
         a face or speech: audio only when no frame shows a face, image only when nothing
         is heard; refused only when there is neither."""
@@ -279,6 +290,7 @@ class Analyzer:
         meeting = Meeting(self.speaker_model, options=self.options.meeting,
                           frame_scale=side / MAX_FRAME_SIDE if side > MAX_FRAME_SIDE else 1.0)
         timeline, end = [], 0.0
+        total = max(1, math.ceil(info.duration / self.hop - 1e-6))
         for w in self._iter(video, use_video=True):
             faces, emb = self.faces_of(w.frames)
             # the window's own face, as before participants: each frame's largest
@@ -289,6 +301,8 @@ class Analyzer:
                 fs[0].detected for fs in faces if fs)))
             meeting.observe(w, faces, emb, audio)
             end = w.end
+            if on_window:
+                on_window(timeline[-1], len(timeline), max(total, len(timeline)))
         if end <= 0:
             raise MediaError(f"{name}: zero duration")
         faces = any(w["face_found"] for w in timeline)
@@ -315,10 +329,11 @@ class Analyzer:
         if not info.has_audio:
             raise MediaError(f"{Path(audio).name}: holds no audio track")
 
-    def analyze_file(self, path: str | Path, kind: str) -> dict:
+    def analyze_file(self, path: str | Path, kind: str,
+                     on_window: OnWindow | None = None) -> dict:
         """kind: audio or video (the service's `type`), judged again by content."""
         if kind == "audio":
-            return self.analyze_audio(path)
+            return self.analyze_audio(path, on_window)
         if kind == "video":
-            return self.analyze_video(path)
+            return self.analyze_video(path, on_window)
         raise EmotionError(f"type {kind!r}: choose audio or video")

@@ -45,14 +45,21 @@ from pathlib import Path
 from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from emotion.core.errors import ArtifactError, MediaError, MediaTooLongError, UndecodableMediaError
-from emotion.media.decode import probe
+from emotion.core.errors import ArtifactError
 from emotion.serve.admission import Admission, Refused
 from emotion.serve.analyzer import (
     Analyzer,
     Options,
 )
+from emotion.serve.answers import ServiceError
+from emotion.serve.answers import judge as _judge
+from emotion.serve.answers import public_models as _models
+from emotion.serve.answers import read_form as _form
+from emotion.serve.answers import run_analysis as _run
+from emotion.serve.answers import summary as _summary
+from emotion.serve.answers import uploaded_file as _upload
 from emotion.serve.forwarder import Forwarder
+from emotion.serve.jobs.routes import register_jobs
 from emotion.serve.page import register_page
 from emotion.serve.settings import SETTINGS, load_settings
 from emotion.serve.uploads import (
@@ -65,17 +72,7 @@ from emotion.serve.uploads import (
 log = logging.getLogger(__name__)
 
 OPENAPI = Path(__file__).resolve().parent / "openapi.json"
-KINDS = ("audio", "video")
-ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")          # meeting_id, participant_id
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")   # a client's X-Request-ID we keep
-
-
-class ServiceError(Exception):
-    """An expected refusal: answered with `status` and {"error", "detail"}."""
-
-    def __init__(self, status: int, error: str, detail: str, *, retry_after: int | None = None):
-        super().__init__(detail)
-        self.status, self.error, self.detail, self.retry_after = status, error, detail, retry_after
 
 
 # ----------------------------------------------------------------- the app
@@ -131,6 +128,7 @@ def create_app(config: dict | None = None, analyzer=None) -> Flask:
     _register_errors(app)
     _register_routes(app)
     register_page(app)  # GET /: the page for people (emotion/serve/page.py)
+    register_jobs(app, settings)  # /jobs, when JOBS_DIR is set (emotion/serve/jobs)
     log.info("service ready: models %s, uploads in %s, max %s MB, %s concurrent, %s waiting "
              "at most %s s, backend %s", "loaded" if analyzer is not None else "not loaded",
              upload_dir, settings["MAX_UPLOAD_MB"], settings["MAX_CONCURRENT"],
@@ -284,84 +282,3 @@ def _forward(forwarder: Forwarder | None, body: dict) -> dict:
         return {"enabled": False, "ok": None, "attempts": 0, "status": None, "error": None,
                 "seconds": 0.0}
     return forwarder.send(body, g.request_id)
-
-
-def _form() -> dict:
-    out = {}
-    for name in ("meeting_id", "participant_id"):
-        value = request.form.get(name)
-        if value is None or value == "":
-            raise ServiceError(400, "invalid_request", f"{name} is required")
-        if not ID_RE.fullmatch(value):
-            raise ServiceError(400, "invalid_request", f"{name} must be 1 to 128 characters "
-                               "among letters, digits and . _ : -")
-        out[name] = value
-    kind = request.form.get("type")
-    if kind not in KINDS:
-        raise ServiceError(400, "invalid_request", "type is required: audio or video")
-    out["type"] = kind
-    return out
-
-
-def _upload() -> str:
-    upload = request.files.get("file")
-    if upload is None:
-        raise ServiceError(400, "invalid_request", "file is required (a multipart file part "
-                           "named 'file')")
-    upload.stream.flush()
-    path = upload.stream.name
-    if os.path.getsize(path) == 0:
-        raise ServiceError(400, "invalid_request", "file is empty")
-    return path
-
-
-def _judge(path: str, kind: str, max_seconds: float) -> None:
-    """What the file is, by its content; refuse early what cannot be analysed."""
-    try:
-        info = probe(path)
-    except MediaError:
-        raise ServiceError(415, "unsupported_media", "unsupported or undecodable media: "
-                           "send audio or video that FFmpeg can decode") from None
-    if kind == "video" and not info.has_video:
-        raise ServiceError(422, "unprocessable_media", "type is video but the file holds no "
-                           "video stream" + (" (it is audio: send type=audio)"
-                                             if info.has_audio else ""))
-    if info.duration > max_seconds:
-        raise ServiceError(413, "media_too_long", f"the media lasts {info.duration:.0f} s, "
-                           f"longer than the maximum of {max_seconds:g} s")
-
-
-def _run(analyzer, path: str, kind: str) -> dict:
-    try:
-        return analyzer.analyze_file(path, kind)
-    except MediaError as e:
-        # messages name the file by its base name only: a generated one, replaced here
-        detail = str(e).replace(os.path.basename(path), "the upload")
-        if isinstance(e, MediaTooLongError):
-            raise ServiceError(413, "media_too_long", detail) from None
-        if isinstance(e, UndecodableMediaError):
-            raise ServiceError(415, "unsupported_media",
-                               f"unsupported or undecodable media: {detail}") from None
-        raise ServiceError(422, "unprocessable_media", detail) from None
-
-
-def _models(used: dict) -> dict:
-    """What the artifacts are, without where they are on this server."""
-    return {k: v for k, v in used.items() if k != "artifacts"}
-
-
-def _summary(result: dict) -> dict:
-    return {
-        "duration": result["duration"],
-        "emotions": {"dominant": result["emotion"], "probabilities": result["emotion_probs"]},
-        "anomaly": {"score": result["anomaly_score"], "flag": result["anomaly_flag"]},
-        "modalities": result["modalities"],
-        "warnings": result["warnings"],
-        "timeline": result["timeline"],
-        "anomalies": result["anomalies"],
-        "windows": result["windows"],
-        "models": _models(result["used"]),
-        "processing_seconds": result["processing_seconds"],
-        # videos: one timeline per participant, and the speech no face on screen made
-        **{k: result[k] for k in ("participants", "unseen_speaker") if k in result},
-    }

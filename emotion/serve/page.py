@@ -26,6 +26,8 @@ def index():
     settings = current_app.extensions["emotion"].settings
     html = (WEB / "index.html").read_text(encoding="utf-8")
     html = html.replace("{{MAX_UPLOAD_MB}}", f"{float(settings['MAX_UPLOAD_MB']):g}")
+    jobs = current_app.extensions.get("emotion_jobs") is not None
+    html = html.replace("{{JOBS}}", "on" if jobs else "off")
     response = current_app.response_class(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"

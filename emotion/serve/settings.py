@@ -26,6 +26,15 @@ SETTINGS: dict[str, tuple[type, object]] = {
     "BACKEND_RETRIES": (int, 2),        # attempts after the first
     "BACKEND_DEADLINE": (float, 10.0),  # seconds for all attempts together
     "FLASK_CORS_ORIGINS": (str, ""),    # comma-separated; none when empty
+    # jobs (emotion/serve/jobs): POST /jobs, the emotion-worker processes
+    "JOBS_DIR": (str, ""),              # the SQLite queue and store, and queued media; "": no jobs
+    "JOBS_REDIS_URL": (str, ""),        # redis://host:6379/0: queue and store there instead
+    "JOBS_MAX_ATTEMPTS": (int, 3),      # runs of a job whose worker died, at most
+    "JOBS_STALE_SECONDS": (float, 60.0),   # a running job unheard of this long is retried
+    "JOBS_HEARTBEAT_SECONDS": (float, 5.0),  # how often a worker says it is alive
+    "JOBS_RETENTION_HOURS": (float, 168.0),  # ended jobs and results are kept this long
+    "JOBS_MEDIA_BUDGET_MB": (float, 10_000.0),  # queued media on disk, at most
+    "JOBS_MAX_MEDIA_SECONDS": (float, 4 * 3600.0),  # longer media fails its job (413)
 }
 
 
@@ -43,7 +52,9 @@ def load_settings(overrides: dict | None = None) -> dict:
             raise EmotionError(f"{name}={raw!r}: expected {kind.__name__}") from None
     out.update(overrides or {})
     for name in ("MAX_UPLOAD_MB", "MAX_MEDIA_SECONDS", "MAX_CONCURRENT", "MAX_WAIT",
-                 "BACKEND_TIMEOUT", "BACKEND_DEADLINE"):
+                 "BACKEND_TIMEOUT", "BACKEND_DEADLINE", "JOBS_MAX_ATTEMPTS",
+                 "JOBS_STALE_SECONDS", "JOBS_HEARTBEAT_SECONDS", "JOBS_RETENTION_HOURS",
+                 "JOBS_MEDIA_BUDGET_MB", "JOBS_MAX_MEDIA_SECONDS"):
         if not float(out[name]) > 0:
             raise EmotionError(f"{name} must be positive, not {out[name]!r}")
     for name in ("BACKEND_RETRIES", "MAX_QUEUE"):

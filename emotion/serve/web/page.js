@@ -81,7 +81,7 @@
 
   function submit(event) {
     event.preventDefault();
-    if (xhr) {
+    if (xhr || window.EmotionJobs.busy()) {
       notice("An analysis is already running: wait for it to finish, or cancel it, " +
         "before sending another file.");
       return;
@@ -110,14 +110,16 @@
     data.append("type", kindOf(file));
     data.append("file", file, file.name);
     const started = performance.now();
+    const asJob = window.EmotionJobs.enabled();   // web/jobs.js follows a job
     xhr = new XMLHttpRequest();
     const request = xhr;
-    request.open("POST", "analyze");
+    request.open("POST", asJob ? "jobs" : "analyze");
     request.responseType = "text";
     request.upload.onprogress = (e) => {
       if (e.lengthComputable) progress("Uploading", Math.round((100 * e.loaded) / e.total));
     };
     request.upload.onload = () => {
+      if (asJob) return;
       // the clock ticks in the progress label; the live status speaks once
       say(`Uploaded; the service is analysing ${file.name}.`);
       const since = performance.now();
@@ -128,6 +130,10 @@
     };
     request.onload = () => {
       finish();
+      if (asJob && request.status === 202) {
+        window.EmotionJobs.follow(JSON.parse(request.responseText), file, window.emotionPage);
+        return;
+      }
       if (request.status === 200) {
         let result = null;
         try { result = JSON.parse(request.responseText); } catch (e) { result = null; }
@@ -288,7 +294,10 @@
     $("upload").addEventListener("submit", submit);
     $("file").addEventListener("change", chosen);
     $("kind").addEventListener("change", chosen);
-    $("cancel").addEventListener("click", () => { if (xhr) xhr.abort(); });
+    $("cancel").addEventListener("click", () => {
+      if (xhr) xhr.abort();
+      else window.EmotionJobs.cancel();
+    });
     dropZone();
     let resized = null;
     window.addEventListener("resize", () => {
@@ -299,6 +308,6 @@
     });
   }
 
-  window.emotionPage = { render, csv, guessKind };
+  window.emotionPage = { render, csv, guessKind, progress, say, showError };
   init();
 })();
