@@ -273,7 +273,9 @@ def test_openapi_document_is_served_and_matches_the_code(tmp_path):
 
 @pytest.fixture(scope="module")
 def fuzz_app(analyzer, tmp_path_factory):
-    return create_app({"TESTING": True, "UPLOAD_DIR": str(tmp_path_factory.mktemp("fuzz"))},
+    # with a job queue (no worker: jobs stay queued), so that /jobs is fuzzed too
+    return create_app({"TESTING": True, "UPLOAD_DIR": str(tmp_path_factory.mktemp("fuzz")),
+                       "JOBS_DIR": str(tmp_path_factory.mktemp("fuzz_jobs"))},
                       analyzer=analyzer)
 
 
@@ -284,6 +286,14 @@ def test_fuzzing_finds_no_server_error(case, fuzz_app):
     """Generated requests, valid and not, for every operation: no 5xx, and every answer
     is one the document describes. (A schema-valid upload may still be refused: no
     schema says "a video with a face and a voice", so that check is left out.)"""
-    from schemathesis.specs.openapi.checks import positive_data_acceptance
+    from schemathesis.specs.openapi.checks import (
+        negative_data_rejection,
+        positive_data_acceptance,
+    )
 
-    case.call_and_validate(app=fuzz_app, excluded_checks=[positive_data_acceptance])
+    excluded = [positive_data_acceptance]
+    if (case.method, case.path) == ("POST", "/jobs"):
+        # a multipart field is always text: the "number" the fuzzer sends as a meeting id
+        # arrives as a valid id, and a job is judged by its media when it runs, not here
+        excluded.append(negative_data_rejection)
+    case.call_and_validate(app=fuzz_app, excluded_checks=excluded)

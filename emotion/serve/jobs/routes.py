@@ -125,9 +125,12 @@ def cancel(job_id: str):
 def listing():
     queue = _queue()
     try:
-        limit = min(LIST_LIMIT, max(1, int(request.args.get("limit", "50"))))
+        limit = int(request.args.get("limit", "50"))
     except ValueError:
-        raise ServiceError(400, "invalid_request", "limit must be a whole number") from None
+        limit = 0
+    if not 1 <= limit <= LIST_LIMIT:
+        raise ServiceError(400, "invalid_request",
+                           f"limit must be a whole number from 1 to {LIST_LIMIT}")
     state = request.args.get("state")
     if state is not None and state not in STATES:
         raise ServiceError(400, "invalid_request", f"state must be one of {', '.join(STATES)}")
