@@ -164,8 +164,8 @@ def overhead(args, work: Path, env: dict) -> dict:
             assert b["state"] == "done", b
             times["jobs"].append(time.perf_counter() - t)
             analysis["jobs"].append(b["result"]["processing_seconds"])
-            print(f"overhead: /analyze {times['analyze'][-1]:.2f} s, /jobs {times['jobs'][-1]:.2f} s",
-                  file=sys.stderr, flush=True)
+            print(f"overhead: /analyze {times['analyze'][-1]:.2f} s, "
+                  f"/jobs {times['jobs'][-1]:.2f} s", file=sys.stderr, flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     # wall time less the analysis' own: what the route, the queue and the polling add
     # (the analysis' time swings with the machine's other load; this part does not)
