@@ -10,6 +10,8 @@ for a path instead of spelling it out.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +80,16 @@ DEFAULT = layout()
 def work_dir(root: str | Path) -> Artifacts:
     """The layout pipeline.py and demo.py write: everything under `root`."""
     return layout(root, anomaly_dir="anomaly", plots_dir="plots")
+
+
+@functools.lru_cache(maxsize=8)
+def file_sha256(path: Path) -> str:
+    """A (weight) file's sha256, read in blocks; remembered per path for the process."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def installed_path(package: str, relative: str, *, needed_for: str, install: str,

@@ -13,7 +13,6 @@ The modules are named as in the authors' code (``model.visualEncoder``, ``lossAV
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from emotion.core.errors import ArtifactError, MediaError
+from emotion.core.paths import file_sha256
 
 ASSETS = Path(__file__).resolve().parent / "assets" / "light_asd"
 # name -> (file, sha256). "ava": trained on AVA-ActiveSpeaker (mAP 94.1 %);
@@ -209,12 +209,6 @@ class LightASD(nn.Module):
         return self.lossV(self.model.visual(faces))
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def weights_file(weights: str = "ava", path: str | Path | None = None) -> Path:

