@@ -74,7 +74,8 @@ class SpeakingCalibration:
 @dataclass
 class _Seen:
     """One raw participant in one window."""
-    rows: list[int] = field(default_factory=list)     # their rows of the window's embeddings
+    embedding: np.ndarray | None = None   # the sum of their faces' embeddings (n of them)
+    n: int = 0
     boxes: list[tuple[float, tuple]] = field(default_factory=list)  # (time, box)
     detected: bool = False
     logit: float | None = None
@@ -84,8 +85,7 @@ class _Seen:
 class _WindowRecord:
     start: float
     end: float
-    embeddings: np.ndarray
-    seen: dict[int, _Seen]
+    seen: dict[int, _Seen]    # per participant a summed embedding: a few kB per window
     audio: np.ndarray | None      # the window's voice embedding (None: no speech)
 
 
@@ -121,7 +121,9 @@ class Meeting:
             ids = self.tracker.update(t, frame, [c.box for c in found]) if found else []
             for pid, crop in zip(ids, found, strict=True):
                 s = seen.setdefault(pid, _Seen())
-                s.rows.append(row)
+                s.embedding = embeddings[row] if s.embedding is None else \
+                    s.embedding + embeddings[row]
+                s.n += 1
                 s.boxes.append((t, crop.box))
                 s.detected |= crop.detected
                 if pid not in self._thumbs:
@@ -129,7 +131,7 @@ class Meeting:
                 row += 1
         if audio is not None and seen and self.speaker_model is not None and w.gray:
             self._speaking(w, seen)
-        self.windows.append(_WindowRecord(w.start, w.end, embeddings, seen, audio))
+        self.windows.append(_WindowRecord(w.start, w.end, seen, audio))
 
     def _speaking(self, w: Window, seen: dict[int, _Seen]) -> None:
         """Every participant on screen through the active-speaker network, one batch."""
@@ -177,7 +179,8 @@ class Meeting:
             if k is None:
                 continue
             m = out.setdefault(k, _Seen())
-            m.rows += s.rows
+            m.embedding = s.embedding if m.embedding is None else m.embedding + s.embedding
+            m.n += s.n
             m.boxes += s.boxes
             m.detected |= s.detected
             if s.logit is not None:
@@ -217,7 +220,7 @@ class Meeting:
                        anomaly_score=None, anomaly_flag=None, modalities="none")
             return out
         speaks = speaks and rec.audio is not None
-        image = rec.embeddings[s.rows].mean(0)
+        image = s.embedding / s.n
         box = np.mean([b for _, b in s.boxes], axis=0) * self.frame_scale
         out.update(box=[round(float(v), 1) for v in box], speech_found=speaks,
                    role="speaking" if speaks else "listening")
