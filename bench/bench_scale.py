@@ -1,7 +1,7 @@
 """The image stages at scale: does memory stay flat and time grow linearly with N?
 
-    python bench/bench_scale.py --n 200000 --work /tmp/scale        # the issue's size
-    python bench/bench_scale.py --n 20000 --work /tmp/scale --workers 2
+    python bench/bench_scale.py --n 200000 --work results/bench_scale        # the issue's size
+    python bench/bench_scale.py --n 20000 --work results/bench_scale --workers 2
 
 Generates a tree of N small face-like pictures (48 px grey PNGs, FER2013's kind:
 drawn faces of the six emotions, shifted and noised; 80/10/10 train/val/test)
@@ -188,7 +188,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=200_000)
-    p.add_argument("--work", type=Path, default=Path("/tmp/bench_scale"))
+    p.add_argument("--work", type=Path, default=Path("results/bench_scale"))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--face_crop", type=int, default=1, choices=(0, 1))
     p.add_argument("--net_size", type=int, default=64)

@@ -1,7 +1,7 @@
 """Which face backbone? Train each named option on a preprocessed file and tabulate.
 
     python bench/face_options.py --images_h5 results/real/preprocessed_images.h5 \
-        --work /tmp/face_options --precision fp32                       # every option
+        --work results/face_options --precision fp32                       # every option
     python bench/face_options.py --images_h5 ... --only today,lite0 --epochs 3 \
         --max_train_batches 60                                          # a quick ranking
 
@@ -83,7 +83,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images_h5", type=Path, required=True)
-    p.add_argument("--work", type=Path, default=Path("/tmp/face_options"))
+    p.add_argument("--work", type=Path, default=Path("results/face_options"))
     p.add_argument("--only", default=",".join(OPTIONS), help="comma-separated option names")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--max_train_batches", type=int, default=None)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from emotion.core.errors import EmotionError
+from emotion.serve.localserver import children
 
 LOADED = "models loaded"      # what a worker process logs once it can take jobs
 
@@ -30,19 +31,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (the consumer's worker processes)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(d.name))
-            except (OSError, IndexError, ValueError):
-                continue
-    return sorted(out)
 
 
 class _Process:
