@@ -96,7 +96,9 @@ def _gray(frame, max_side: int) -> np.ndarray:
 
     w, h = frame.width, frame.height
     fmt = frame.format.name
-    if fmt.startswith(("yuv", "yuvj", "nv12", "nv21")) and frame.planes:
+    # 8-bit planar luma only: a 10-bit format ("...10le") stores two bytes a sample
+    if fmt.startswith(("yuv", "nv12", "nv21")) and not fmt.endswith(("le", "be")) \
+            and frame.planes:
         plane = frame.planes[0]
         y = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:h, :w]
         if not fmt.startswith("yuvj"):
