@@ -352,6 +352,11 @@ def test_page_follows_a_job_and_draws_windows_as_they_complete(driver, job_site,
     steps.release()
     browser.wait(driver, lambda d: _progress(d)[0].startswith("Analysing: 1 of "), "window 1")
     driver.find_element(By.ID, "cancel").click()
+    # the page does not wait for its DELETE; the worker must not pass its next window first
+    browser.wait(driver, lambda d: browser.js(
+        d, "return performance.getEntriesByType('resource').some((e) => {"
+           "const u = new URL(e.name); return u.pathname.startsWith('/jobs/') && !u.search; })"),
+        "the DELETE's answer")
     steps.release()                       # the worker sees the flag at its next window
     browser.wait(driver, lambda d: browser.js(
         d, "return document.getElementById('status').textContent") == "Cancelled.",

@@ -26,6 +26,7 @@ from emotion.serve.jobs.queue import JobQueue
 from emotion.serve.jobs.store import STATES, new_job_id, public
 
 JOB_ID_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+LOOK_AHEAD = 64         # windows a status read looks past the saved count for
 LIST_LIMIT = 500
 
 jobs = Blueprint("jobs", __name__)
@@ -104,8 +105,16 @@ def status(job_id: str):
         out["windows"] = result["timeline"][start:] if result else []
         out["result"] = result
     else:
-        out["windows"] = queue.store.windows(job_id, start,
-                                             record["progress"]["windows_done"] or 0)
+        # The worker saves its record at most every PROGRESS_EVERY seconds, but stores
+        # each window as it ends: the windows stored since the last save count too (else
+        # a job whose next window is slow shows one window less until it ends).
+        done = record["progress"]["windows_done"] or 0
+        out["windows"] = queue.store.windows(job_id, start, max(done, start) + LOOK_AHEAD)
+        if out["windows"] and start + len(out["windows"]) > done:
+            n = start + len(out["windows"])
+            out["progress"] = dict(out["progress"], windows_done=n,
+                                   windows_total=max(n, out["progress"]["windows_total"] or 0),
+                                   media_seconds_done=out["windows"][-1]["end"])
     return jsonify(out)
 
 

@@ -97,10 +97,15 @@ class JobStore:
         self.data.put_data(f"w:{job_id}:{n}", _dump(window))
 
     def windows(self, job_id: str, start: int, stop: int) -> list[dict]:
-        """Windows start+1 .. stop (1-based keys), those that exist, in order."""
+        """Windows start+1 .. stop (1-based keys), in order, up to the first one missing."""
         keys = [f"w:{job_id}:{i}" for i in range(start + 1, stop + 1)]
         found = self.data.peek_many(keys) if keys else {}
-        return [json.loads(bytes(found[k])) for k in keys if k in found]
+        out = []
+        for k in keys:
+            if k not in found:
+                break
+            out.append(json.loads(bytes(found[k])))
+        return out
 
     def drop_windows(self, job_id: str, n: int) -> None:
         """The windows, once the result holds them all."""
