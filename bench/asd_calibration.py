@@ -37,8 +37,11 @@ from emotion.stages.video_eval import face_files
 log = logging.getLogger("asd_calibration")
 
 
-def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict) -> list[dict]:
+def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict,
+            seconds: tuple[float, ...] = (1.0,)) -> list[dict]:
     """Per speech window and participant on screen: logits of every model, and the truth.
+    The first of `seconds` is the stretch each model hears (its keys: the model's name);
+    others are named "name@0.5s" (audio-visual head only).
     Participants are the analysis' own (raw tracks merged as Meeting.finish merges them;
     a merged participant's score in a window is the highest of its tracks')."""
     rows = []
@@ -54,7 +57,7 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
             turn = meeting_eval._turn_at(m, (w.start + w.end) / 2)
             if audio is None or not seen or turn is None:
                 continue
-            inputs = speaker_inputs(w, list(seen.values()), 1.0)
+            inputs = speaker_inputs(w, list(seen.values()), seconds[0])
             if inputs is None:
                 continue
             scores = {}
@@ -62,6 +65,9 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
                 scores[name] = np.atleast_2d(model.score(*inputs)).mean(1)
                 scores[name + "_visual"] = np.atleast_2d(
                     model.visual_only(inputs[0])).mean(1)
+                for sec in seconds[1:]:
+                    shorter = speaker_inputs(w, list(seen.values()), sec)
+                    scores[f"{name}@{sec:g}s"] = np.atleast_2d(model.score(*shorter)).mean(1)
             for j, (pid, s) in enumerate(seen.items()):
                 box = np.mean([b for _, b in s.boxes], axis=0) * scale
                 who = next((p for p, sh in turn["shown"].items()
@@ -116,6 +122,10 @@ def main() -> int:
     p.add_argument("--out", default="results/asd_calibration")
     p.add_argument("--write", action="store_true", help="save the chosen fit")
     p.add_argument("--recollect", action="store_true", help="score the videos again")
+    p.add_argument("--weights", nargs="+", default=["ava", "talkset"], help="weights to score")
+    p.add_argument("--seconds", nargs="+", type=float, default=[1.0],
+                   help="stretches (s) each window's speaker is judged on; the first is the "
+                        "one calibrated, the others are compared with it")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from emotion.models.speaker import ActiveSpeakerModel
@@ -137,12 +147,12 @@ def main() -> int:
         log.info("reusing the %d rows of %s (--recollect scores the videos again)", len(rows),
                  out / "rows.json")
     else:
-        models = {w: ActiveSpeakerModel.load(weights=w) for w in ("ava", "talkset")}
-        rows = collect(analyzer, manifest, videos, models)
+        models = {w: ActiveSpeakerModel.load(weights=w) for w in args.weights}
+        rows = collect(analyzer, manifest, videos, models, tuple(args.seconds))
         (out / "rows.json").write_text(json.dumps(rows))
     y = np.array([r["truth"] for r in rows])
     report = {}
-    for key in ("ava", "talkset", "ava_visual", "talkset_visual"):
+    for key in [k for k in rows[0] if k not in ("video", "window", "pid", "truth")]:
         x = features(rows, key)
         lr = LogisticRegression(C=1.0).fit(x, y)
         prob = lr.predict_proba(x)[:, 1]
@@ -158,7 +168,8 @@ def main() -> int:
     report["speakers"] = int(y.sum())
     (out / "report.json").write_text(json.dumps(report, indent=2))
     if args.write:
-        best = max(("ava", "talkset"), key=lambda k: report[k]["attribution_fitted"])
+        best = max((k for k in ("ava", "talkset") if k in report),
+                   key=lambda k: report[k]["attribution_fitted"])
         r = report[best]
         CALIBRATION.write_text(json.dumps(
             {"weights": best, "a": r["a"], "b": r["b"], "c": r["c"],

@@ -42,6 +42,20 @@ def test_score_is_negated_decision_function_and_far_points_are_anomalies(toy):
     assert det.threshold == 0.0 and set(flags) <= {"anomaly", "normal"}
 
 
+@pytest.mark.parametrize("max_features", [1.0, 0.5])
+def test_decision_function_gives_sklearns_numbers(max_features):
+    from sklearn.ensemble import IsolationForest
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 40))
+    forest = IsolationForest(n_estimators=30, max_features=max_features, random_state=0).fit(x)
+    probe = np.vstack([rng.standard_normal((50, 40)), np.full((1, 40), 6.0)])
+    np.testing.assert_allclose(anomaly.decision_function(forest, probe),
+                               forest.decision_function(probe), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(anomaly.decision_function(forest, probe[:1]),
+                               forest.decision_function(probe[:1]), rtol=0, atol=1e-12)
+
+
 def test_a_pair_scores_as_its_most_alarmed_forest(toy):
     """Served scores for a pair: the highest of the 640-d, image and audio forests, so
     one bad half is flagged even where the 640-d forest dilutes it."""

@@ -37,6 +37,17 @@ def fake_score(image, audio) -> dict:
             else "image_only" if image is not None else "audio_only"}
 
 
+class FakeScorer:
+    """fake_score on each pair; counts the calls (the meeting scores in one)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, pairs) -> list[dict]:
+        self.calls += 1
+        return [fake_score(image, audio) for image, audio in pairs]
+
+
 def window(index: int, shown: list, speaker, speech: bool) -> tuple[Window, list, np.ndarray]:
     rgb = np.full((H, W, 3), 40, np.uint8)
     grey = np.full((H, W), 40, np.uint8)
@@ -68,8 +79,9 @@ def result():
     for k, (shown, speaker, speech) in enumerate(script):
         w, faces, emb = window(k, shown, speaker, speech)
         m.observe(w, faces, emb, np.ones(128, np.float32) if speech else None)
-    out = m.finish(fake_score, hop=3.0)
-    out["batches"] = net.batches
+    scorer = FakeScorer()
+    out = m.finish(scorer, hop=3.0)
+    out["batches"], out["score_calls"] = net.batches, scorer.calls
     return out
 
 
@@ -83,6 +95,7 @@ def test_each_participant_gets_a_lane_on_one_grid(result):
     assert left["thumbnail"].startswith("data:image/jpeg;base64,")
     # every participant on screen went through the network in one batch per speech window
     assert result["batches"] == [2, 2, 2, 1]
+    assert result["score_calls"] == 1           # and every window was scored in one call
 
 
 def test_speaker_is_fused_and_listener_is_image_only(result):

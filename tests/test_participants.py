@@ -77,6 +77,23 @@ def test_two_faces_get_two_lanes_on_one_grid(analyzer, videos):
     assert credited + len(r["unseen_speaker"]["timeline"]) == len(heard)
 
 
+def test_one_window_in_scan_every_looks_for_new_faces(analyzer, videos, monkeypatch):
+    scans = []
+    real = analyzer.embedder.faces
+
+    def faces(rgb, **kw):
+        scans.append(kw["scan"])
+        return real(rgb, **kw)
+
+    monkeypatch.setattr(analyzer.embedder, "faces", faces)
+    r = analyzer.analyze_video(videos["two"])
+    assert analyzer.options.meeting.scan_every == 2 and len(r["timeline"]) == 3
+    assert scans[::3] == [True, False, True]          # each window's first frame
+    assert not any(scans[1::3] + scans[2::3])          # the others follow it
+    # the window that followed its faces still has both
+    assert [all(w["present"] for w in p["timeline"]) for p in r["participants"]] == [True] * 2
+
+
 def test_dense_grey_frames_at_the_speaker_networks_rate(videos):
     """A 10-fps video still gives 25 grey frames a second (frames repeat), at the size of
     the sampled RGB frames, in time order."""

@@ -51,6 +51,30 @@ def fit_detector(x: np.ndarray, *, n_estimators: int = 200, contamination: float
     return {"scaler": scaler, "forest": forest}
 
 
+def decision_function(forest, x: np.ndarray) -> np.ndarray:
+    """``forest.decision_function(x)``, the same numbers, without sklearn's dispatch of
+    one joblib call per tree: that costs about 9 ms a call whatever the rows (a video
+    scores one window at a time, three forests each), this about 1 ms. It reads the
+    fitted forest's per-tree path lengths, as sklearn's own scoring does; a forest
+    without them (another sklearn version) goes through sklearn."""
+    try:
+        from sklearn.ensemble._iforest import _average_path_length
+
+        lengths, averages = forest._decision_path_lengths, forest._average_path_length_per_tree
+        subsample = forest._max_features != x.shape[1]
+        norm = len(forest.estimators_) * float(_average_path_length([forest._max_samples])[0])
+    except (AttributeError, ImportError):
+        return forest.decision_function(x)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    depths = np.zeros(len(x))
+    for tree, features, length, average in zip(forest.estimators_, forest.estimators_features_,
+                                               lengths, averages, strict=True):
+        leaves = tree.tree_.apply(np.ascontiguousarray(x[:, features]) if subsample else x)
+        depths += length[leaves] + average[leaves] - 1.0
+    scores = -(2.0 ** (-depths / norm)) if norm else -np.ones(len(x))
+    return scores - forest.offset_
+
+
 def fit_detectors(image: np.ndarray, audio: np.ndarray, **kw) -> dict[str, dict]:
     """The three detectors of :data:`DETECTORS`, on the train pairs."""
     parts = {"image": image, "audio": audio}
@@ -151,7 +175,7 @@ class AnomalyDetector:
         name, z = self.transform(image, audio)
         if len(z) == 0:
             return np.zeros(0, np.float64), []
-        scores = -self.data["detectors"][name]["forest"].decision_function(z)
+        scores = -decision_function(self.data["detectors"][name]["forest"], z)
         if name == "both" and combine:
             for single, x in (("image_only", image), ("audio_only", audio)):
                 scores = np.maximum(scores, self.score(**{single.split("_")[0]: x})[0])

@@ -121,7 +121,8 @@ class Analyzer:
                                    "seconds_per_window": self.options.meeting.asd_seconds,
                                    "precision": getattr(self._speaker_model, "precision",
                                                         "auto"),
-                                   "min_face": self.options.meeting.min_face},
+                                   "min_face": self.options.meeting.min_face,
+                                   "scan_every": self.options.meeting.scan_every},
                 "label_names": list(EMOTIONS), "artifacts": dict(self.paths),
                 "versions": {k: self.ckpt.get("versions", {}).get(k)
                              for k in ("torch", "torchvision", "scikit-learn")}}
@@ -135,13 +136,15 @@ class Analyzer:
             return None, False
         return self.embedder.embed_faces(crops).mean(0), any(c.detected for c in crops)
 
-    def faces_of(self, frames: list[np.ndarray]) -> tuple[list[list], np.ndarray]:
-        """Every face of every frame (largest first) and their embeddings, one batch."""
-        faces, hints = [], []
+    def faces_of(self, frames: list[np.ndarray], *, scan: bool = True,
+                 hints: list = ()) -> tuple[list[list], np.ndarray]:
+        """Every face of every frame (largest first) and their embeddings, one batch.
+        With `scan`, the first frame is searched for every face, small ones included;
+        else it follows `hints` (boxes found before). The other frames follow the first."""
+        faces = []
         for k, f in enumerate(frames):
-            # the first frame is scanned for every face; the others follow what it found
             faces.append(self.embedder.faces(f, min_side=self.options.meeting.min_face,
-                                             scan=k == 0, hints=hints))
+                                             scan=scan and k == 0, hints=hints))
             if k == 0:
                 hints = [c.box for c in faces[0] if c.detected]
         return faces, self.embedder.embed_faces([c for fs in faces for c in fs])
@@ -167,19 +170,33 @@ class Analyzer:
 
     # ------------------------------------------------------------ scoring
     def _score(self, image: np.ndarray | None, audio: np.ndarray | None) -> dict:
-        if image is None and audio is None:
-            return {"emotion": None, "emotion_probs": None, "anomaly_score": None,
-                    "anomaly_flag": None, "modalities": "none"}
-        probs = predict_proba(self.model, None if image is None else image[None],
-                              None if audio is None else audio[None])[0]
-        scores, flags = self.detector.score(None if image is None else image[None],
-                                            None if audio is None else audio[None])
-        modalities = ("both" if image is not None and audio is not None
-                      else "image_only" if image is not None else "audio_only")
-        return {"emotion": EMOTIONS[int(np.argmax(probs))],
-                "emotion_probs": {n: float(p) for n, p in zip(EMOTIONS, probs, strict=True)},
-                "anomaly_score": float(scores[0]), "anomaly_flag": flags[0],
-                "modalities": modalities}
+        return self._score_many([(image, audio)])[0]
+
+    def _score_many(self, pairs: list[tuple[np.ndarray | None, np.ndarray | None]]
+                    ) -> list[dict]:
+        """Emotion and anomaly of (image, audio) embedding pairs (either may be None),
+        those with the same modalities in one batch: the networks and forests cost
+        about as much for one row as for hundreds."""
+        out: list[dict] = [{"emotion": None, "emotion_probs": None, "anomaly_score": None,
+                            "anomaly_flag": None, "modalities": "none"} for _ in pairs]
+        groups: dict[tuple[bool, bool], list[int]] = {}
+        for k, (image, audio) in enumerate(pairs):
+            if image is not None or audio is not None:
+                groups.setdefault((image is not None, audio is not None), []).append(k)
+        for (has_image, has_audio), rows in groups.items():
+            image = np.stack([pairs[k][0] for k in rows]) if has_image else None
+            audio = np.stack([pairs[k][1] for k in rows]) if has_audio else None
+            probs = predict_proba(self.model, image, audio)
+            scores, flags = self.detector.score(image, audio)
+            modalities = ("both" if has_image and has_audio
+                          else "image_only" if has_image else "audio_only")
+            for k, p, sc, fl in zip(rows, probs, scores, flags, strict=True):
+                out[k] = {"emotion": EMOTIONS[int(np.argmax(p))],
+                          "emotion_probs": {n: float(v) for n, v in zip(EMOTIONS, p,
+                                                                        strict=True)},
+                          "anomaly_score": float(sc), "anomaly_flag": fl,
+                          "modalities": modalities}
+        return out
 
     def _window(self, w, image, audio, *, face_detected: bool) -> dict:
         out = {"start": round(w.start, 3), "end": round(w.end, 3),
@@ -291,8 +308,12 @@ class Analyzer:
                           frame_scale=side / MAX_FRAME_SIDE if side > MAX_FRAME_SIDE else 1.0)
         timeline, end = [], 0.0
         total = max(1, math.ceil(info.duration / self.hop - 1e-6))
-        for w in self._iter(video, use_video=True):
-            faces, emb = self.faces_of(w.frames)
+        hints: list = []
+        for k, w in enumerate(self._iter(video, use_video=True)):
+            # a window in scan_every looks for new faces, and any after one with none found
+            scan = not hints or k % max(1, self.options.meeting.scan_every) == 0
+            faces, emb = self.faces_of(w.frames, scan=scan, hints=hints)
+            hints = [c.box for c in faces[-1] if c.detected]
             # the window's own face, as before participants: each frame's largest
             rows = np.cumsum([0] + [len(fs) for fs in faces[:-1]])[[bool(fs) for fs in faces]]
             img = emb[rows].mean(0) if len(rows) else None
@@ -320,7 +341,7 @@ class Analyzer:
             warnings.append("no speech heard: the timeline is image only")
         result = self._summary(timeline, "video", end, started, {"video": str(video)},
                                warnings)
-        result.update(meeting.finish(self._score, hop=self.hop))
+        result.update(meeting.finish(self._score_many, hop=self.hop))
         result["processing_seconds"] = round(time.perf_counter() - started, 3)
         return result
 

@@ -96,6 +96,8 @@ class MeetingOptions:
     also_speaking: float = 0.8    # ... and another one too from this (two people at once)
     asd_weights: str | None = None  # Light-ASD's "ava" or "talkset"; None: the calibrated
     asd_seconds: float = 1.0      # of each speech window, the loudest stretch this long
+    scan_every: int = 2           # windows: one in this many looks for new (small) faces;
+    #                               the others follow the faces already found
 
 
 class Meeting:
@@ -143,28 +145,34 @@ class Meeting:
             s.logit = float(np.mean(lg))
 
     # ------------------------------------------------------------ the end
-    def finish(self, score: Callable[[np.ndarray | None, np.ndarray | None], dict],
+    def finish(self, score_many: Callable[[list[tuple[np.ndarray | None,
+                                                      np.ndarray | None]]], list[dict]],
                *, hop: float) -> dict:
-        """{"participants": [...], "unseen_speaker": {...}}; `score(image, audio)` is the
-        analysis' scoring of one embedding pair (either may be None)."""
+        """{"participants": [...], "unseen_speaker": {...}}; `score_many(pairs)` is the
+        analysis' scoring of (image, audio) embedding pairs (either may be None), all of
+        the recording's participant-windows in one call."""
         final = self.tracker.finish()
         n = 1 + max((v for v in final.values() if v is not None), default=-1)
         lanes: list[list[dict]] = [[] for _ in range(n)]
         unseen: list[dict] = []
+        todo: list[tuple[dict, np.ndarray | None, np.ndarray | None]] = []
         for rec in self.windows:
             merged = self._merge(rec, final)
             probs = self._probabilities(merged, rec.audio is not None)
             speakers = self._speakers(probs)
             credited = False
             for k in range(n):
-                entry = self._entry(rec, merged.get(k), probs.get(k, 0.0), k in speakers, score)
+                entry = self._entry(rec, merged.get(k), probs.get(k, 0.0), k in speakers, todo)
                 credited |= entry["speech_found"]
                 lanes[k].append(entry)
             if rec.audio is not None and not credited:
                 out = {"start": round(rec.start, 3), "end": round(rec.end, 3),
                        "face_found": False, "face_detected": False, "speech_found": True}
-                out.update(score(None, rec.audio))
+                todo.append((out, None, rec.audio))
                 unseen.append(out)
+        for (entry, _, _), scored in zip(todo, score_many([(i, a) for _, i, a in todo]),
+                                         strict=True):
+            entry.update(scored)
         participants = [self._participant(k, lanes[k], hop, final) for k in range(n)]
         return {"participants": participants,
                 "unseen_speaker": {"talk_seconds": _talk(unseen, hop), "timeline": unseen},
@@ -209,7 +217,8 @@ class Meeting:
         return out | {k for k, p in probs.items() if p >= self.options.also_speaking}
 
     def _entry(self, rec: _WindowRecord, s: _Seen | None, p: float, speaks: bool,
-               score) -> dict:
+               todo: list) -> dict:
+        """A participant's window; its scores come later, with every other's (`todo`)."""
         out = {"start": round(rec.start, 3), "end": round(rec.end, 3), "present": s is not None,
                "speaking": round(p, 3),
                "speaking_logit": None if s is None or s.logit is None else round(s.logit, 3),
@@ -224,7 +233,7 @@ class Meeting:
         box = np.mean([b for _, b in s.boxes], axis=0) * self.frame_scale
         out.update(box=[round(float(v), 1) for v in box], speech_found=speaks,
                    role="speaking" if speaks else "listening")
-        out.update(score(image, rec.audio if speaks else None))
+        todo.append((out, image, rec.audio if speaks else None))
         return out
 
     def _participant(self, k: int, lane: list[dict], hop: float,
