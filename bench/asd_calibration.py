@@ -38,10 +38,10 @@ log = logging.getLogger("asd_calibration")
 
 
 def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict,
-            seconds: tuple[float, ...] = (1.0,)) -> list[dict]:
+            seconds: tuple[float, ...] = ()) -> list[dict]:
     """Per speech window and participant on screen: logits of every model, and the truth.
-    The first of `seconds` is the stretch each model hears (its keys: the model's name);
-    others are named "name@0.5s" (audio-visual head only).
+    Each model hears the stretch the analysis gives it (MeetingOptions.asd_seconds; keys: the
+    model's name); those of `seconds` are compared ("name@0.5s", audio-visual head only).
     Participants are the analysis' own (raw tracks merged as Meeting.finish merges them;
     a merged participant's score in a window is the highest of its tracks')."""
     rows = []
@@ -57,7 +57,7 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
             turn = meeting_eval._turn_at(m, (w.start + w.end) / 2)
             if audio is None or not seen or turn is None:
                 continue
-            inputs = speaker_inputs(w, list(seen.values()), seconds[0])
+            inputs = speaker_inputs(w, list(seen.values()), meeting.options.asd_seconds)
             if inputs is None:
                 continue
             scores = {}
@@ -65,7 +65,7 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
                 scores[name] = np.atleast_2d(model.score(*inputs)).mean(1)
                 scores[name + "_visual"] = np.atleast_2d(
                     model.visual_only(inputs[0])).mean(1)
-                for sec in seconds[1:]:
+                for sec in seconds:
                     shorter = speaker_inputs(w, list(seen.values()), sec)
                     scores[f"{name}@{sec:g}s"] = np.atleast_2d(model.score(*shorter)).mean(1)
             for j, (pid, s) in enumerate(seen.items()):
@@ -123,9 +123,9 @@ def main() -> int:
     p.add_argument("--write", action="store_true", help="save the chosen fit")
     p.add_argument("--recollect", action="store_true", help="score the videos again")
     p.add_argument("--weights", nargs="+", default=["ava", "talkset"], help="weights to score")
-    p.add_argument("--seconds", nargs="+", type=float, default=[1.0],
-                   help="stretches (s) each window's speaker is judged on; the first is the "
-                        "one calibrated, the others are compared with it")
+    p.add_argument("--seconds", nargs="+", type=float, default=[],
+                   help="other stretches (s) to judge each window's speaker on, compared "
+                        "with the analysis' own (MeetingOptions.asd_seconds)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from emotion.models.speaker import ActiveSpeakerModel

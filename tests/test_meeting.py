@@ -67,8 +67,7 @@ def window(index: int, shown: list, speaker, speech: bool) -> tuple[Window, list
     return w, faces, emb
 
 
-@pytest.fixture()
-def result():
+def run_script() -> dict:
     net = LipsOfLight()
     m = Meeting(net, calibration=SpeakingCalibration(a=1.0, b=0.0, c=0.0), frame_scale=2.0)
     script = [([LEFT, RIGHT], LEFT, True),      # left speaks
@@ -85,6 +84,22 @@ def result():
     return out
 
 
+@pytest.fixture()
+def result():
+    return run_script()
+
+
+def test_speech_windows_go_to_the_network_in_batches_of_asd_batch(result, monkeypatch):
+    from emotion.serve import meeting
+
+    monkeypatch.setattr(meeting, "ASD_BATCH", 2)
+    small = run_script()
+    assert small["batches"] == [4, 3]          # windows 1-2, then 3 and 5 at the end
+    for a, b in zip(small["participants"], result["participants"], strict=True):
+        assert [w["speaking_logit"] for w in a["timeline"]] == \
+            [w["speaking_logit"] for w in b["timeline"]]
+
+
 def test_each_participant_gets_a_lane_on_one_grid(result):
     people = result["participants"]
     assert [p["id"] for p in people] == ["P1", "P2"]
@@ -93,8 +108,9 @@ def test_each_participant_gets_a_lane_on_one_grid(result):
     assert left["box"] == [60.0, 80.0, 220.0, 240.0]          # frame_scale applied
     assert left["first_seen"] == 0.5
     assert left["thumbnail"].startswith("data:image/jpeg;base64,")
-    # every participant on screen went through the network in one batch per speech window
-    assert result["batches"] == [2, 2, 2, 1]
+    # every participant on screen in every speech window went through the network in one
+    # batch (the meeting holds up to ASD_BATCH windows, then sends them together)
+    assert result["batches"] == [7]
     assert result["score_calls"] == 1           # and every window was scored in one call
 
 

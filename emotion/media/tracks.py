@@ -99,7 +99,9 @@ class TrackerSettings:
     near_look: float = 0.55       # ... and at the same place
     same_place: float = 0.6       # overlap that links a face whatever its look (no cut)
     merge_look: float = 0.85      # participants that never meet and look this alike merge
-    min_frames: int = 2           # seen in fewer sampled frames: not a participant
+    min_frames: int = 4           # seen in fewer sampled frames (a window has 3): not a
+    #                               participant (on the dev meetings, 4 of the 7 extra
+    #                               participants were one window's passing face)
     min_share: float = 0.02       # ... or in less than this share of the sampled frames
     cut_threshold: float = 18.0   # grey levels of mean frame difference: a layout change
     rate: float = 0.1             # how fast a signature follows its participant

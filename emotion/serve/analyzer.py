@@ -32,6 +32,7 @@ from emotion.core.labels import EMOTIONS
 from emotion.core.paths import DEFAULT
 from emotion.media.decode import DENSE_FPS, FRAMES_PER_WINDOW, MAX_FRAME_SIDE, iter_windows, probe
 from emotion.media.images import load_image
+from emotion.media.tracks import frame_changed
 from emotion.models.anomaly import AnomalyDetector, load_detector
 from emotion.models.embedder import Embedder, settings_differ
 from emotion.models.fusion import load_checkpoint, predict_proba
@@ -309,9 +310,15 @@ class Analyzer:
         timeline, end = [], 0.0
         total = max(1, math.ceil(info.duration / self.hop - 1e-6))
         hints: list = []
+        looked = None                 # the first frame of the last window scanned
+        opts = self.options.meeting
         for k, w in enumerate(self._iter(video, use_video=True)):
-            # a window in scan_every looks for new faces, and any after one with none found
-            scan = not hints or k % max(1, self.options.meeting.scan_every) == 0
+            # One window in scan_every looks for new faces, and so does any after one with
+            # none found, or whose picture changed since the last look
+            scan = (not hints or k % max(1, opts.scan_every) == 0
+                    or frame_changed(looked, w.frames[0], opts.rescan_change))
+            if scan:
+                looked = w.frames[0]
             faces, emb = self.faces_of(w.frames, scan=scan, hints=hints)
             hints = [c.box for c in faces[-1] if c.detected]
             # the window's own face, as before participants: each frame's largest

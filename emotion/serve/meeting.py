@@ -89,15 +89,27 @@ class _WindowRecord:
     audio: np.ndarray | None      # the window's voice embedding (None: no speech)
 
 
+# Speech windows whose faces go through Light-ASD together. In the analysis, between
+# the other networks, one window's call took about twice what the same call takes run
+# after another (caches and threads gone cold); the crops wait in memory meanwhile
+# (25 x 112 x 112 bytes a face and window).
+ASD_BATCH = 8
+
+
 @dataclass(frozen=True)
 class MeetingOptions:
     min_face: float = 24.0        # px (in frames scaled to 720): smaller faces are ignored
     speaking: float = 0.5         # the likeliest speaker on screen speaks from this probability
     also_speaking: float = 0.8    # ... and another one too from this (two people at once)
     asd_weights: str | None = None  # Light-ASD's "ava" or "talkset"; None: the calibrated
-    asd_seconds: float = 1.0      # of each speech window, the loudest stretch this long
+    # Of each speech window, the loudest stretch this long goes through Light-ASD
+    # (bench/asd_calibration.py --seconds; README: 2 s did better on the calibration
+    # meetings and worse on the dev meetings, 0.5 s worse on both).
+    asd_seconds: float = 1.0
     scan_every: int = 2           # windows: one in this many looks for new (small) faces;
-    #                               the others follow the faces already found
+    #                               the others follow the faces already found ...
+    rescan_change: float = 8.0    # ... unless the picture changed this much (mean grey
+    #                               levels) since the last look: a layout change, a joiner
 
 
 class Meeting:
@@ -111,6 +123,7 @@ class Meeting:
         self.frame_scale = frame_scale       # original pixels per analysed pixel
         self.windows: list[_WindowRecord] = []
         self._thumbs: dict[int, np.ndarray] = {}
+        self._pending: list[tuple[list[_Seen], np.ndarray, np.ndarray]] = []
 
     # ------------------------------------------------------------ per window
     def observe(self, w: Window, faces: list[list[FaceCrop]], embeddings: np.ndarray,
@@ -132,17 +145,27 @@ class Meeting:
                     self._thumbs[pid] = crop.image
                 row += 1
         if audio is not None and seen and self.speaker_model is not None and w.gray:
-            self._speaking(w, seen)
+            inputs = speaker_inputs(w, list(seen.values()), self.options.asd_seconds)
+            if inputs is not None:
+                self._pending.append((list(seen.values()), *inputs))
+                if len(self._pending) >= ASD_BATCH:
+                    self._speaking()
         self.windows.append(_WindowRecord(w.start, w.end, seen, audio))
 
-    def _speaking(self, w: Window, seen: dict[int, _Seen]) -> None:
-        """Every participant on screen through the active-speaker network, one batch."""
-        inputs = speaker_inputs(w, list(seen.values()), self.options.asd_seconds)
-        if inputs is None:
-            return
-        logits = self.speaker_model.score(*inputs)
-        for s, lg in zip(seen.values(), np.atleast_2d(logits), strict=True):
-            s.logit = float(np.mean(lg))
+    def _speaking(self) -> None:
+        """The pending speech windows' participants through the active-speaker network,
+        those of one stretch length in one batch, each face with its window's sound."""
+        groups: dict[tuple, list] = {}
+        for seen, faces, mfcc in self._pending:
+            groups.setdefault((faces.shape[1], mfcc.shape[0]), []).append((seen, faces, mfcc))
+        self._pending = []
+        for group in groups.values():
+            faces = np.concatenate([f for _, f, _ in group])
+            mfcc = np.concatenate([np.repeat(m[None], len(f), axis=0) for _, f, m in group])
+            logits = iter(np.atleast_2d(self.speaker_model.score(faces, mfcc)))
+            for seen, _, _ in group:
+                for s in seen:
+                    s.logit = float(np.mean(next(logits)))
 
     # ------------------------------------------------------------ the end
     def finish(self, score_many: Callable[[list[tuple[np.ndarray | None,
@@ -151,6 +174,7 @@ class Meeting:
         """{"participants": [...], "unseen_speaker": {...}}; `score_many(pairs)` is the
         analysis' scoring of (image, audio) embedding pairs (either may be None), all of
         the recording's participant-windows in one call."""
+        self._speaking()
         final = self.tracker.finish()
         n = 1 + max((v for v in final.values() if v is not None), default=-1)
         lanes: list[list[dict]] = [[] for _ in range(n)]
