@@ -100,6 +100,45 @@ def test_speech_windows_go_to_the_network_in_batches_of_asd_batch(result, monkey
             [w["speaking_logit"] for w in b["timeline"]]
 
 
+def test_each_speakers_voice_is_read_against_their_own_earlier_windows():
+    """With a speaker-norm head, a speech window's features are embedded again against
+    the context of whoever is credited: here the embedding is the context's size."""
+    m = Meeting(LipsOfLight(), calibration=SpeakingCalibration(a=1.0, b=0.0, c=0.0))
+    script = [([LEFT, RIGHT], LEFT, True), ([LEFT, RIGHT], RIGHT, True),
+              ([LEFT, RIGHT], None, True), ([LEFT, RIGHT], LEFT, True),
+              ([LEFT, RIGHT], None, True)]
+    for k, (shown, speaker, speech) in enumerate(script):
+        w, faces, emb = window(k, shown, speaker, speech)
+        m.observe(w, faces, emb, np.ones(128, np.float32), voice=np.full(8, k, np.float32))
+
+    def embed_voice(x, context):
+        out = np.full((len(x), 128), context.n + 10 * x[0, 0], np.float32)
+        context.add(x)
+        return out
+
+    def score_many(pairs):
+        return [{**fake_score(i, a), "anomaly_score": None if a is None else float(a[0])}
+                for i, a in pairs]
+
+    out = m.finish(score_many, hop=3.0, embed_voice=embed_voice)
+    left = min(out["participants"], key=lambda p: p["box"][0])
+    right = max(out["participants"], key=lambda p: p["box"][0])
+    # window k's features hold k: 10 k + the number of that speaker's earlier windows
+    assert [w["anomaly_score"] for w in left["timeline"] if w["role"] == "speaking"] == \
+        [0.0, 31.0]
+    assert [w["anomaly_score"] for w in right["timeline"] if w["role"] == "speaking"] == \
+        [10.0]
+    assert [w["anomaly_score"] for w in out["unseen_speaker"]["timeline"]] == [20.0, 41.0]
+    # without embed_voice (a head without speaker norm) the window's own embedding is used
+    plain = Meeting(LipsOfLight(), calibration=SpeakingCalibration(a=1.0, b=0.0, c=0.0))
+    for k, (shown, speaker, speech) in enumerate(script):
+        w, faces, emb = window(k, shown, speaker, speech)
+        plain.observe(w, faces, emb, np.full(128, 7.0, np.float32), voice=np.zeros(8))
+    out = plain.finish(score_many, hop=3.0)
+    assert {w["anomaly_score"] for p in out["participants"] for w in p["timeline"]
+            if w["role"] == "speaking"} == {7.0}
+
+
 def test_each_participant_gets_a_lane_on_one_grid(result):
     people = result["participants"]
     assert [p["id"] for p in people] == ["P1", "P2"]

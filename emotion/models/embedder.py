@@ -206,18 +206,26 @@ class Embedder:
         added to it after they are embedded."""
         if len(clips) == 0:
             return np.zeros((0, AUDIO_DIM), np.float32)
-        x = self.voice_features(clips)
+        return self.embed_features(self.voice_features(clips), context)
+
+    def embed_features(self, x: np.ndarray, context: VoiceContext | None = None
+                       ) -> np.ndarray:
+        """Voice features (N, F) -> (N, 128) embeddings, read against `context` (the
+        speaker's earlier windows) when the head has speaker norm; x joins it after."""
         out = self._head.embed(x, context)
         if context is not None:
             context.add(x)
         return out
 
-    def audio_embedding(self, y: np.ndarray | None, sr: int,
-                        context: VoiceContext | None = None) -> np.ndarray | None:
-        """A window's audio at any rate -> its embedding, or None when the speech gate
-        hears no one. Brought to the training rate first, as preprocessing does. Pass
-        one VoiceContext per speaker (participant) and analysis: a head with speaker
-        norm then reads each window against that speaker's earlier windows."""
+    @property
+    def speaker_norm(self) -> bool:
+        """Whether the voice head reads a window against its speaker's earlier ones."""
+        return "prior" in self.voice_state
+
+    def speech_features(self, y: np.ndarray | None, sr: int) -> np.ndarray | None:
+        """A window's audio at any rate -> its voice features (F,), before the head, or
+        None when the speech gate hears no one. Brought to the training rate first, as
+        preprocessing does."""
         if y is None or y.size == 0:
             return None
         rate = self.audio_params.sample_rate
@@ -228,7 +236,16 @@ class Embedder:
             clip, _ = prepare_clip(y, rate, self.audio_params)
         except MediaError:
             return None
-        return self.embed_clips(clip[None], context)[0]
+        return self.voice_features(clip[None])[0]
+
+    def audio_embedding(self, y: np.ndarray | None, sr: int,
+                        context: VoiceContext | None = None) -> np.ndarray | None:
+        """A window's audio at any rate -> its embedding, or None when the speech gate
+        hears no one. Pass one VoiceContext per speaker (participant) and analysis: a
+        head with speaker norm then reads each window against that speaker's earlier
+        windows."""
+        x = self.speech_features(y, sr)
+        return None if x is None else self.embed_features(x[None], context)[0]
 
     # ------------------------------------------------------------- file
     def to_dict(self) -> dict:

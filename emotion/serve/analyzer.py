@@ -114,7 +114,9 @@ class Analyzer:
         return {"embedder_id": e.embedder_id, "image_weights": e.image.weights,
                 "face_detector": e.image.face.detector, "face_policy": e.image.face.settings(),
                 "image_size": e.image.input_size, "precision": e.precision,
-                "voice_branch": {"encoder": "whisper-tiny.en", "blocks": list(e.voice.blocks)},
+                "voice_branch": {"encoder": "whisper-tiny.en", "blocks": list(e.voice.blocks),
+                                 "speaker_norm": ("per participant" if e.speaker_norm
+                                                  else None)},
                 "speech_gate": e.gate_settings(), "model_epoch": self.ckpt.get("epoch"),
                 "window_seconds": self.window, "hop_seconds": self.hop,
                 "active_speaker": {"network": "light-asd",
@@ -324,10 +326,11 @@ class Analyzer:
             # the window's own face, as before participants: each frame's largest
             rows = np.cumsum([0] + [len(fs) for fs in faces[:-1]])[[bool(fs) for fs in faces]]
             img = emb[rows].mean(0) if len(rows) else None
-            audio = self.audio_embedding(w.audio)
+            voice = self.embedder.speech_features(w.audio, self.embedder.audio_params.sample_rate)
+            audio = None if voice is None else self.embedder.embed_features(voice[None])[0]
             timeline.append(self._window(w, img, audio, face_detected=any(
                 fs[0].detected for fs in faces if fs)))
-            meeting.observe(w, faces, emb, audio)
+            meeting.observe(w, faces, emb, audio, voice)
             end = w.end
             if on_window:
                 on_window(timeline[-1], len(timeline), max(total, len(timeline)))
@@ -348,7 +351,11 @@ class Analyzer:
             warnings.append("no speech heard: the timeline is image only")
         result = self._summary(timeline, "video", end, started, {"video": str(video)},
                                warnings)
-        result.update(meeting.finish(self._score_many, hop=self.hop))
+        # a voice head with speaker norm reads each participant's speech against their own
+        # earlier windows (the top-level timeline, one voice for the recording, does not)
+        result.update(meeting.finish(
+            self._score_many, hop=self.hop,
+            embed_voice=self.embedder.embed_features if self.embedder.speaker_norm else None))
         result["processing_seconds"] = round(time.perf_counter() - started, 3)
         return result
 

@@ -39,6 +39,7 @@ from emotion.core.labels import EMOTIONS
 from emotion.media.decode import DENSE_FPS, Window
 from emotion.media.faces import FaceCrop
 from emotion.media.tracks import FaceTracker, TrackerSettings
+from emotion.models.voice import VoiceContext
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class _WindowRecord:
     end: float
     seen: dict[int, _Seen]    # per participant a summed embedding: a few kB per window
     audio: np.ndarray | None      # the window's voice embedding (None: no speech)
+    voice: np.ndarray | None = None  # its voice features, before the head (a few kB)
 
 
 # Speech windows whose faces go through Light-ASD together. In the analysis, between
@@ -127,9 +129,10 @@ class Meeting:
 
     # ------------------------------------------------------------ per window
     def observe(self, w: Window, faces: list[list[FaceCrop]], embeddings: np.ndarray,
-                audio: np.ndarray | None) -> None:
+                audio: np.ndarray | None, voice: np.ndarray | None = None) -> None:
         """One window: `faces[k]` the faces of its k-th sampled frame, `embeddings` their
-        rows in order; `audio` the window's voice embedding (None: no speech)."""
+        rows in order; `audio` the window's voice embedding (None: no speech) and `voice`
+        its voice features (embedded again at the end against whoever is credited)."""
         seen: dict[int, _Seen] = {}
         row = 0
         for frame, t, found in zip(w.frames, w.times, faces, strict=True):
@@ -150,7 +153,8 @@ class Meeting:
                 self._pending.append((list(seen.values()), *inputs))
                 if len(self._pending) >= ASD_BATCH:
                     self._speaking()
-        self.windows.append(_WindowRecord(w.start, w.end, seen, audio))
+        self.windows.append(_WindowRecord(w.start, w.end, seen, audio,
+                                          voice if audio is not None else None))
 
     def _speaking(self) -> None:
         """The pending speech windows' participants through the active-speaker network,
@@ -170,29 +174,44 @@ class Meeting:
     # ------------------------------------------------------------ the end
     def finish(self, score_many: Callable[[list[tuple[np.ndarray | None,
                                                       np.ndarray | None]]], list[dict]],
-               *, hop: float) -> dict:
+               *, hop: float,
+               embed_voice: Callable[[np.ndarray, VoiceContext], np.ndarray] | None = None
+               ) -> dict:
         """{"participants": [...], "unseen_speaker": {...}}; `score_many(pairs)` is the
         analysis' scoring of (image, audio) embedding pairs (either may be None), all of
-        the recording's participant-windows in one call."""
+        the recording's participant-windows in one call.
+
+        `embed_voice(features, context)`, given for a voice head with speaker norm,
+        embeds each speech window's features again against the context of the
+        participant credited with it (the unseen lane has one of its own): each
+        person's voice is read against their own earlier windows, in time order."""
         self._speaking()
         final = self.tracker.finish()
         n = 1 + max((v for v in final.values() if v is not None), default=-1)
         lanes: list[list[dict]] = [[] for _ in range(n)]
         unseen: list[dict] = []
         todo: list[tuple[dict, np.ndarray | None, np.ndarray | None]] = []
+        contexts: dict[int | None, VoiceContext] = {}   # None: the unseen lane
+
+        def voice_of(who: int | None, rec: _WindowRecord) -> np.ndarray:
+            if embed_voice is None or rec.voice is None:
+                return rec.audio
+            return embed_voice(rec.voice[None], contexts.setdefault(who, VoiceContext()))[0]
+
         for rec in self.windows:
             merged = self._merge(rec, final)
             probs = self._probabilities(merged, rec.audio is not None)
-            speakers = self._speakers(probs)
-            credited = False
+            speakers = {k for k in self._speakers(probs) if k in merged}
+            if rec.audio is None:
+                speakers = set()
             for k in range(n):
-                entry = self._entry(rec, merged.get(k), probs.get(k, 0.0), k in speakers, todo)
-                credited |= entry["speech_found"]
-                lanes[k].append(entry)
-            if rec.audio is not None and not credited:
+                voice = voice_of(k, rec) if k in speakers else None
+                lanes[k].append(self._entry(rec, merged.get(k), probs.get(k, 0.0), voice,
+                                            todo))
+            if rec.audio is not None and not speakers:
                 out = {"start": round(rec.start, 3), "end": round(rec.end, 3),
                        "face_found": False, "face_detected": False, "speech_found": True}
-                todo.append((out, None, rec.audio))
+                todo.append((out, None, voice_of(None, rec)))
                 unseen.append(out)
         for (entry, _, _), scored in zip(todo, score_many([(i, a) for _, i, a in todo]),
                                          strict=True):
@@ -240,9 +259,10 @@ class Meeting:
         out = {best} if probs[best] >= self.options.speaking else set()
         return out | {k for k, p in probs.items() if p >= self.options.also_speaking}
 
-    def _entry(self, rec: _WindowRecord, s: _Seen | None, p: float, speaks: bool,
-               todo: list) -> dict:
-        """A participant's window; its scores come later, with every other's (`todo`)."""
+    def _entry(self, rec: _WindowRecord, s: _Seen | None, p: float,
+               voice: np.ndarray | None, todo: list) -> dict:
+        """A participant's window, fused with `voice` (their speech's embedding) when
+        they speak; its scores come later, with every other's (`todo`)."""
         out = {"start": round(rec.start, 3), "end": round(rec.end, 3), "present": s is not None,
                "speaking": round(p, 3),
                "speaking_logit": None if s is None or s.logit is None else round(s.logit, 3),
@@ -252,12 +272,11 @@ class Meeting:
             out.update(speech_found=False, role=None, emotion=None, emotion_probs=None,
                        anomaly_score=None, anomaly_flag=None, modalities="none")
             return out
-        speaks = speaks and rec.audio is not None
         image = s.embedding / s.n
         box = np.mean([b for _, b in s.boxes], axis=0) * self.frame_scale
-        out.update(box=[round(float(v), 1) for v in box], speech_found=speaks,
-                   role="speaking" if speaks else "listening")
-        todo.append((out, image, rec.audio if speaks else None))
+        out.update(box=[round(float(v), 1) for v in box], speech_found=voice is not None,
+                   role="speaking" if voice is not None else "listening")
+        todo.append((out, image, voice))
         return out
 
     def _participant(self, k: int, lane: list[dict], hop: float,
