@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         gates[f"silero {thr} / 0.25 s, level-normalised"] = (
             lambda y, thr=thr: vad_seconds(loud(y), thr) >= 0.25)
     shipped = SpeechDetector()
-    gates[f"silero 0.5 / 0.25 s, level-normalised, slowed {list(shipped.slowed_views)} "
-          "(shipped)"] = shipped.has_speech
+    gates[f"silero 0.5 / 0.25 s, level-normalised, slowed {list(shipped.slowed_views)}, "
+          f"pitch opinion {shipped.pitch_opinion} (shipped)"] = shipped.has_speech
     gates = {name: gate for name, gate in gates.items() if args.only in name}
     levels = {f"{db} dB": np.float32(10 ** (db / 20)) for db in (0, -10, -20, -30)}
     clip_windows = {name: [[w * g for w in split_windows(y, SR, 3.0)] for y, _ in clips]

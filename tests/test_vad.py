@@ -37,7 +37,7 @@ def test_the_gate_judges_what_is_said_not_how_loud(gate):
     y = y * np.float32(0.5 / np.abs(y).max())
     quiet = y * np.float32(1e-3)
     assert gate.speech_seconds(quiet) == pytest.approx(gate.speech_seconds(y), abs=0.07)
-    unlevelled = SpeechDetector(level_normalised=False)
+    unlevelled = SpeechDetector(level_normalised=False, pitch_opinion=False)
     assert unlevelled.speech_seconds(quiet) < 0.5 * unlevelled.speech_seconds(y)
     assert not unlevelled.has_speech(quiet) and gate.has_speech(quiet)
 
@@ -118,7 +118,7 @@ def test_a_window_refused_at_speed_is_heard_slowed(gate, monkeypatch):
 
     monkeypatch.setattr(gate, "probabilities", only_when_slowed)
     assert gate.has_speech(y)
-    plain = SpeechDetector(slowed_views=())
+    plain = SpeechDetector(slowed_views=(), pitch_opinion=False)
     monkeypatch.setattr(plain, "probabilities", only_when_slowed)
     assert not plain.has_speech(y)
     assert plain.settings()["slowed_views"] == [] and gate.settings()["slowed_views"]
@@ -131,3 +131,35 @@ def test_a_window_refused_at_speed_is_heard_slowed(gate, monkeypatch):
 def test_slowed_views_must_slow(gate):
     with pytest.raises(ValueError, match="slowed_views"):
         SpeechDetector(slowed_views=(1.5,))
+
+
+def test_a_voice_half_heard_slowed_is_asked_its_pitch(gate, monkeypatch):
+    """Refused at every speed but half-heard slowed (a scream): speech when pYIN finds it
+    voiced long enough; noise half-heard so is not; a voice never half-heard is not asked."""
+    t = np.arange(3 * SR) / SR
+    scream = (0.3 * sum(np.sin(2 * np.pi * 900 * h * t) / h for h in (1, 2, 3))
+              ).astype(np.float32)
+    noise = white_noise(3 * SR, SR, np.random.default_rng(2))
+    asked = []
+    real = vad.voiced_seconds
+
+    def voiced(audio):
+        asked.append(audio.size)
+        return real(audio)
+
+    def silero(top_slowed, size):
+        def probabilities(audio):
+            n = (audio.size + vad.FRAME - 1) // vad.FRAME
+            return np.full(n, top_slowed if audio.size > 1.2 * size else 0.2, np.float32)
+        return probabilities
+
+    monkeypatch.setattr(vad, "voiced_seconds", voiced)
+    assert gate.pitch_opinion and gate.settings()["pitch_opinion"]
+    monkeypatch.setattr(gate, "probabilities", silero(0.4, scream.size))
+    assert gate.has_speech(scream) and len(asked) == 1
+    assert not gate.has_speech(noise) and len(asked) == 2
+    plain = SpeechDetector(pitch_opinion=False)
+    monkeypatch.setattr(plain, "probabilities", silero(0.4, scream.size))
+    assert not plain.has_speech(scream) and len(asked) == 2
+    monkeypatch.setattr(gate, "probabilities", silero(0.25, scream.size))   # below the hint
+    assert not gate.has_speech(scream) and len(asked) == 2

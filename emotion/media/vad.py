@@ -14,7 +14,10 @@ speech probability of at least THRESHOLD. A window refused so is heard again pla
 slower (SLOWED_VIEWS: resampled as if recorded faster, so pitch and tempo drop
 together): silero misses high, strained voices (shouted, fearful, a quarter of one
 RAVDESS actress's clips) that it hears once they are lower, while silence, hum and
-noise are not speech at any speed (issue 24). Measured on RAVDESS and EMOVO speech at
+noise are not speech at any speed (issue 24). A window still refused, though a slowed
+hearing half-heard it (PITCH_HINT), is speech when librosa's pYIN finds it voiced for
+PITCH_SECONDS (PITCH_OPINION: a scream near 900 Hz that silero gives 0.47 at most).
+Measured on RAVDESS and EMOVO speech at
 0 to -30 dB against silence, hum and noise (bench/speech_gate.py; README, "The speech
 gate"): unlike the energy gate before it, it hears quiet speakers and does not take
 loud noise for a voice.
@@ -41,6 +44,11 @@ LEVEL_NORMALISED = True
 SLOWED_VIEWS = (0.7, 0.5)  # playback rates of the second and third hearing
 SLOWED_HINT = 0.15         # ...given only when some frame's probability reached this at
 #                            first (noise, hum and silence stay below 0.07: one hearing)
+PITCH_OPINION = True       # refused slowed too, but half-heard there: a voice's pitch?
+PITCH_HINT = 0.3           # ...asked only when a slowed hearing's frame reached this
+PITCH_RANGE = (75.0, 1100.0)  # Hz: speech, shouts and screams (a scream near 900 Hz)
+PITCH_SECONDS = 1.0        # voiced this long (measured: with 0.5 s, 2 more of the 27
+#                            speechless meeting windows passed, holding a word's end)
 PEAK = 0.5                # -6 dBFS: the level every window is brought to
 SILENCE_PEAK = 1e-4       # -80 dBFS: below, no signal
 
@@ -84,7 +92,8 @@ class SpeechDetector:
     def __init__(self, *, threshold: float = THRESHOLD,
                  min_speech_seconds: float = MIN_SPEECH_SECONDS,
                  level_normalised: bool = LEVEL_NORMALISED,
-                 slowed_views: tuple[float, ...] | list[float] = SLOWED_VIEWS):
+                 slowed_views: tuple[float, ...] | list[float] = SLOWED_VIEWS,
+                 pitch_opinion: bool = PITCH_OPINION):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -96,6 +105,7 @@ class SpeechDetector:
         self.threshold, self.min_speech_seconds = threshold, min_speech_seconds
         self.level_normalised = level_normalised
         self.slowed_views = tuple(float(v) for v in slowed_views)
+        self.pitch_opinion = bool(pitch_opinion)
         if any(not 0.2 <= v < 1.0 for v in self.slowed_views):
             raise ValueError(f"slowed_views {self.slowed_views}: rates in [0.2, 1)")
 
@@ -103,7 +113,7 @@ class SpeechDetector:
         """What an embedder records of this gate (and builds it again from)."""
         return {"threshold": self.threshold, "min_speech_seconds": self.min_speech_seconds,
                 "level_normalised": self.level_normalised,
-                "slowed_views": list(self.slowed_views)}
+                "slowed_views": list(self.slowed_views), "pitch_opinion": self.pitch_opinion}
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
         audio = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
@@ -135,7 +145,8 @@ class SpeechDetector:
 
     def has_speech(self, audio: np.ndarray | None) -> bool:
         """Speech at normal speed, or (refused there, but with a hint of a voice) at one
-        of the slowed views."""
+        of the slowed views, or (`pitch_opinion`: half-heard slowed) voiced for as long
+        as speech must be: a scream silero never quite hears at any speed."""
         if audio is None or audio.size < FRAME // 4:
             return False
         seconds, top = self._heard(audio, 1.0)
@@ -143,8 +154,24 @@ class SpeechDetector:
             return True
         if top < SLOWED_HINT:
             return False
-        return any(self.speech_seconds(audio, rate=r) >= self.min_speech_seconds
-                   for r in self.slowed_views)
+        for r in self.slowed_views:
+            seconds, slowed_top = self._heard(audio, r)
+            if seconds >= self.min_speech_seconds:
+                return True
+            top = max(top, slowed_top)
+        return self.pitch_opinion and top >= PITCH_HINT and \
+            voiced_seconds(audio) >= max(PITCH_SECONDS, self.min_speech_seconds)
+
+
+def voiced_seconds(audio: np.ndarray) -> float:
+    """Seconds of 16-kHz audio that librosa's pYIN finds voiced within PITCH_RANGE (about
+    0.5 s of CPU for 3 s: asked only of windows silero half-heard)."""
+    import librosa
+
+    _, voiced, _ = librosa.pyin(np.asarray(audio, np.float32), fmin=PITCH_RANGE[0],
+                                fmax=PITCH_RANGE[1], sr=SAMPLE_RATE, frame_length=1024,
+                                hop_length=256)
+    return float(np.sum(voiced)) * 256 / SAMPLE_RATE
 
 
 def slowed(audio: np.ndarray, rate: float) -> np.ndarray:

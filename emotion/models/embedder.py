@@ -103,12 +103,14 @@ class Embedder:
         self.device = resolve_device(device)
         self.image_state = image_state
         self.voice_state, self.voice, self.audio_params = voice_state, voice, audio_params
-        # a gate recorded before levelling (or slowed hearings) existed did neither
-        self.speech_gate = {"level_normalised": False, "slowed_views": [], **speech_gate} \
+        # a gate recorded before levelling (or slowed hearings, or the pitch opinion)
+        # existed did none of them
+        self.speech_gate = {"level_normalised": False, "slowed_views": [],
+                            "pitch_opinion": False, **speech_gate} \
             if speech_gate else {
                 "threshold": vad.THRESHOLD, "min_speech_seconds": vad.MIN_SPEECH_SECONDS,
                 "level_normalised": vad.LEVEL_NORMALISED,
-                "slowed_views": list(vad.SLOWED_VIEWS)}
+                "slowed_views": list(vad.SLOWED_VIEWS), "pitch_opinion": vad.PITCH_OPINION}
         self.extra = extra or {}
         precision = image.precision
         if precision == "bf16" and self.device == "cpu" and not cpu_supports_bf16():
@@ -140,9 +142,10 @@ class Embedder:
         }
 
     def gate_settings(self) -> dict:
-        # no slowed hearings is recorded as before they existed: old embedders keep their id
+        # no slowed hearings (no pitch opinion) is recorded as before they existed: old
+        # embedders keep their id
         return {"kind": "silero-vad", **{k: v for k, v in self.speech_gate.items()
-                                         if k != "slowed_views" or v}}
+                                         if k not in ("slowed_views", "pitch_opinion") or v}}
 
     @property
     def embedder_id(self) -> str:
