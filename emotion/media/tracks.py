@@ -100,8 +100,8 @@ class TrackerSettings:
     same_place: float = 0.6       # overlap that links a face whatever its look (no cut)
     merge_look: float = 0.85      # participants that never meet and look this alike merge
     min_frames: int = 4           # seen in fewer sampled frames (a window has 3): not a
-    #                               participant (on the dev meetings, 4 of the 7 extra
-    #                               participants were one window's passing face)
+    #                               participant (on the dev meetings this put 4 of the 7
+    #                               over-counted right: faces seen in 3 frames or fewer)
     min_share: float = 0.02       # ... or in less than this share of the sampled frames
     cut_threshold: float = 18.0   # grey levels of mean frame difference: a layout change
     rate: float = 0.1             # how fast a signature follows its participant
