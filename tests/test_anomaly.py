@@ -42,13 +42,15 @@ def test_score_is_negated_decision_function_and_far_points_are_anomalies(toy):
     assert det.threshold == 0.0 and set(flags) <= {"anomaly", "normal"}
 
 
-@pytest.mark.parametrize("max_features", [1.0, 0.5])
-def test_decision_function_gives_sklearns_numbers(max_features):
+@pytest.mark.parametrize(("max_features", "max_samples"), [(1.0, "auto"), (0.5, "auto"),
+                                                          (1.0, 1)])
+def test_decision_function_gives_sklearns_numbers(max_features, max_samples):
     from sklearn.ensemble import IsolationForest
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((300, 40))
-    forest = IsolationForest(n_estimators=30, max_features=max_features, random_state=0).fit(x)
+    forest = IsolationForest(n_estimators=30, max_features=max_features,
+                             max_samples=max_samples, random_state=0).fit(x)
     probe = np.vstack([rng.standard_normal((50, 40)), np.full((1, 40), 6.0)])
     np.testing.assert_allclose(anomaly.decision_function(forest, probe),
                                forest.decision_function(probe), rtol=0, atol=1e-12)

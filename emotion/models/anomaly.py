@@ -71,7 +71,8 @@ def decision_function(forest, x: np.ndarray) -> np.ndarray:
                                                lengths, averages, strict=True):
         leaves = tree.tree_.apply(np.ascontiguousarray(x[:, features]) if subsample else x)
         depths += length[leaves] + average[leaves] - 1.0
-    scores = -(2.0 ** (-depths / norm)) if norm else -np.ones(len(x))
+    # sklearn: a forest of one-sample trees has no path length to divide by: 2 ** -1
+    scores = -(2.0 ** (-depths / norm)) if norm else np.full(len(x), -0.5)
     return scores - forest.offset_
 
 
