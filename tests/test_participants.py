@@ -94,6 +94,38 @@ def test_one_window_in_scan_every_looks_for_new_faces(analyzer, videos, monkeypa
     assert [all(w["present"] for w in p["timeline"]) for p in r["participants"]] == [True] * 2
 
 
+def test_each_voice_is_read_against_its_own_earlier_windows(analyzer, videos, tmp_path,
+                                                          monkeypatch):
+    """A speaker-norm head (the default recipe): an audio file's windows are read against
+    the file's earlier ones; a video's speech against its participant's own (test_meeting
+    checks whose), while the top-level timeline reads each window alone."""
+    import soundfile as sf
+
+    from emotion.stages.sample_data import speech_like
+
+    assert analyzer.embedder.speaker_norm
+    assert analyzer.used()["voice_branch"]["speaker_norm"].startswith("per participant")
+    seen = []
+    real = analyzer.embedder.embed_features
+
+    def embed_features(x, context=None):
+        seen.append(None if context is None else context.n)
+        return real(x, context)
+
+    monkeypatch.setattr(analyzer.embedder, "embed_features", embed_features)
+    clip = tmp_path / "voice.wav"
+    sf.write(clip, speech_like("happy", duration=8.5, rng=np.random.default_rng(5)), 16_000)
+    r = analyzer.analyze_audio(clip)
+    heard = sum(w["speech_found"] for w in r["timeline"])
+    assert heard >= 2 and seen == list(range(heard))
+    seen.clear()
+    r = analyzer.analyze_video(videos["two"])
+    top = sum(w["speech_found"] for w in r["timeline"])
+    assert seen[:top] == [None] * top                    # the top level: each window alone
+    assert all(n is not None for n in seen[top:])        # then each speaker's, from 0
+    assert seen[top:].count(0) >= 1
+
+
 def test_dense_grey_frames_at_the_speaker_networks_rate(videos):
     """A 10-fps video still gives 25 grey frames a second (frames repeat), at the size of
     the sampled RGB frames, in time order."""

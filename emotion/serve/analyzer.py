@@ -38,6 +38,7 @@ from emotion.models.embedder import Embedder, settings_differ
 from emotion.models.fusion import load_checkpoint, predict_proba
 from emotion.models.image_backbone import IMAGE_DIM
 from emotion.models.voice import EMBED_DIM as AUDIO_DIM
+from emotion.models.voice import VoiceContext
 from emotion.serve.meeting import Meeting, MeetingOptions, SpeakingCalibration
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,8 @@ class Analyzer:
                 "face_detector": e.image.face.detector, "face_policy": e.image.face.settings(),
                 "image_size": e.image.input_size, "precision": e.precision,
                 "voice_branch": {"encoder": "whisper-tiny.en", "blocks": list(e.voice.blocks),
-                                 "speaker_norm": ("per participant" if e.speaker_norm
-                                                  else None)},
+                                 "speaker_norm": ("per participant (video), per file "
+                                                  "(audio)" if e.speaker_norm else None)},
                 "speech_gate": e.gate_settings(), "model_epoch": self.ckpt.get("epoch"),
                 "window_seconds": self.window, "hop_seconds": self.hop,
                 "active_speaker": {"network": "light-asd",
@@ -167,9 +168,12 @@ class Analyzer:
                                                           precision="auto")
         return self._speaker_model
 
-    def audio_embedding(self, y: np.ndarray | None) -> np.ndarray | None:
-        """The window's embedding, or None when the speech gate hears no one."""
-        return self.embedder.audio_embedding(y, self.embedder.audio_params.sample_rate)
+    def audio_embedding(self, y: np.ndarray | None, context: VoiceContext | None = None
+                        ) -> np.ndarray | None:
+        """The window's embedding, or None when the speech gate hears no one; read against
+        `context` (the speaker's earlier windows) by a voice head with speaker norm."""
+        return self.embedder.audio_embedding(y, self.embedder.audio_params.sample_rate,
+                                             context)
 
     # ------------------------------------------------------------ scoring
     def _score(self, image: np.ndarray | None, audio: np.ndarray | None) -> dict:
@@ -252,11 +256,14 @@ class Analyzer:
 
     def _windows_of_audio(self, path: str | Path, image: np.ndarray | None,
                           detected: bool = False, on_window: OnWindow | None = None):
-        """Timeline of an audio file, each window fused with `image` when given."""
+        """Timeline of an audio file, each window fused with `image` when given. The file
+        is taken for one speaker: a voice head with speaker norm reads each window
+        against the file's earlier ones."""
         timeline, end = [], 0.0
         total = self._expected_windows(path) if on_window else 0
+        context = VoiceContext()
         for w in self._iter(path, use_video=False):
-            timeline.append(self._window(w, image, self.audio_embedding(w.audio),
+            timeline.append(self._window(w, image, self.audio_embedding(w.audio, context),
                                          face_detected=detected))
             end = w.end
             if on_window:
