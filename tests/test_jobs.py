@@ -115,6 +115,28 @@ def test_progress_is_visible_while_the_job_runs(media, tmp_path):
     assert seen[-1]["eta_seconds"] is not None and seen[-1]["eta_seconds"] >= 0
 
 
+def test_a_new_attempt_shows_its_own_windows_not_a_dead_ones(media, tmp_path):
+    _, client = _service(tmp_path)
+    job = submit(client, media["long"])
+    worker = _worker(tmp_path)
+    for n in range(1, 6):                    # what a killed attempt left behind
+        worker.store.put_window(job["id"], n, {"start": 99.0, "end": 99.0, "stale": True})
+    seen = []
+
+    class Watched(FakeAnalyzer):
+        def analyze_file(self, path, kind, on_window=None):
+            def each(w, done, total):
+                on_window(w, done, total)
+                seen.append(client.get(job["status_url"]).get_json())
+            return super().analyze_file(path, kind, each)
+
+    worker.analyzer = Watched(windows=3)
+    drain(worker)
+    assert [len(s["windows"]) for s in seen] == [1, 2, 3]
+    assert not any(w.get("stale") for s in seen for w in s["windows"])
+    assert worker.store.windows(job["id"], 0, 10) == []      # dropped with the result
+
+
 def test_a_malformed_file_fails_its_job_as_analyze_refuses_it(media, tmp_path):
     _, client = _service(tmp_path)
     bad = submit(client, media["notes"], kind="video")       # not media: judged, 415

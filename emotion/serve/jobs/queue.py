@@ -199,6 +199,8 @@ class JobQueue:
         if self.store.cancelled(job_id):
             self._end(record, "cancelled")
             return
+        # a dead attempt's windows go first: a reader counts every window stored
+        self.store.drop_windows(job_id)
         now = time.time()
         record.update(state="running", attempts=attempt, started=now, updated=now,
                       progress_at=None, worker=_who())

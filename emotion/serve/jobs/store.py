@@ -107,8 +107,13 @@ class JobStore:
             out.append(json.loads(bytes(found[k])))
         return out
 
-    def drop_windows(self, job_id: str, n: int) -> None:
-        """The windows, once the result holds them all."""
+    def drop_windows(self, job_id: str, n: int | None = None) -> None:
+        """Windows 1..n, once the result holds them all; None: every one stored (they are
+        written in order from 1), before an attempt writes its own."""
+        if n is None:
+            n = 0
+            while self.data.has_data_for_key(f"w:{job_id}:{n + 1}"):
+                n += 1
         for i in range(1, n + 1):
             self.data.delete_data(f"w:{job_id}:{i}")
 
