@@ -17,13 +17,7 @@ from emotion.stages import extract as extract_embeddings
 from emotion.stages import face_batches as batches
 from emotion.stages import train_backbone
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_the_wheels_weights_map_onto_timms_network():

@@ -28,14 +28,7 @@ from emotion.stages import face_batches as batches
 from emotion.stages import train_backbone as fb
 from emotion.stages import train_backbone as train_face_backbone
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: more threads only add overhead, and oversubscribe a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -92,19 +92,25 @@ def test_a_job_is_queued_runs_and_answers_what_analyze_answers(media, tmp_path, 
     assert [j["id"] for j in listed.get_json()["jobs"]] == [job["id"]]
 
 
-def test_progress_is_visible_while_the_job_runs(media, tmp_path):
-    _, client = _service(tmp_path)
-    job = submit(client, media["long"])
-    seen = []
+def watched(client, job: dict, windows: int) -> tuple[FakeAnalyzer, list[dict]]:
+    """A fake analyzer whose every window is followed by a status read (kept in the list)."""
+    seen: list[dict] = []
 
-    class Slow(FakeAnalyzer):
+    class Watched(FakeAnalyzer):
         def analyze_file(self, path, kind, on_window=None):
             def each(w, done, total):
                 on_window(w, done, total)
                 seen.append(client.get(job["status_url"]).get_json())
             return super().analyze_file(path, kind, each)
 
-    drain(_worker(tmp_path, Slow(windows=3)))
+    return Watched(windows=windows), seen
+
+
+def test_progress_is_visible_while_the_job_runs(media, tmp_path):
+    _, client = _service(tmp_path)
+    job = submit(client, media["long"])
+    analyzer, seen = watched(client, job, 3)
+    drain(_worker(tmp_path, analyzer))
     # the record is saved at most every 0.5 s (and at the last window), the windows as
     # they end: a reader sees every window stored, counted, even between two saves
     states = [(s["state"], s["progress"]["windows_done"], len(s["windows"])) for s in seen]
@@ -121,16 +127,7 @@ def test_a_new_attempt_shows_its_own_windows_not_a_dead_ones(media, tmp_path):
     worker = _worker(tmp_path)
     for n in range(1, 6):                    # what a killed attempt left behind
         worker.store.put_window(job["id"], n, {"start": 99.0, "end": 99.0, "stale": True})
-    seen = []
-
-    class Watched(FakeAnalyzer):
-        def analyze_file(self, path, kind, on_window=None):
-            def each(w, done, total):
-                on_window(w, done, total)
-                seen.append(client.get(job["status_url"]).get_json())
-            return super().analyze_file(path, kind, each)
-
-    worker.analyzer = Watched(windows=3)
+    worker.analyzer, seen = watched(client, job, 3)
     drain(worker)
     assert [len(s["windows"]) for s in seen] == [1, 2, 3]
     assert not any(w.get("stale") for s in seen for w in s["windows"])
