@@ -49,8 +49,9 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
     for m in manifest:
         meeting = Meeting(None)
         raw = []
+        find_faces = analyzer.recording_faces()     # the analysis' own face finding
         for w in analyzer._iter(videos / m["video"], use_video=True):
-            faces, emb = analyzer.faces_of(w.frames)
+            faces, emb = find_faces(w.frames)
             audio = analyzer.audio_embedding(w.audio)
             meeting.observe(w, faces, emb, audio)
             seen = meeting.windows[-1].seen

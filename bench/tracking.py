@@ -37,8 +37,9 @@ VARIANTS = {
 
 def detections(analyzer: Analyzer, video: Path) -> list[tuple[float, np.ndarray, list]]:
     out = []
+    find_faces = analyzer.recording_faces()
     for w in analyzer._iter(video, use_video=True):
-        faces, _ = analyzer.faces_of(w.frames)
+        faces, _ = find_faces(w.frames)
         out += [(t, f, [c.box for c in fs]) for t, f, fs in zip(w.times, w.frames, faces,
                                                                 strict=True)]
     return out

@@ -61,6 +61,30 @@ def _mean_weighted(values: list[np.ndarray], weights: list[float]) -> np.ndarray
     return (np.stack(values) * w[:, None]).sum(0) / w.sum()
 
 
+class RecordingFaces:
+    """A recording's face finding, window after window: one window in scan_every looks
+    for new faces, and so does any after one with none found or whose picture changed
+    since the last look (a reorder, speaker view, a joiner); the others follow the faces
+    found before. Calling it with a window's frames gives Analyzer.faces_of's answer."""
+
+    def __init__(self, analyzer: Analyzer):
+        self.analyzer = analyzer
+        self.hints: list = []
+        self.looked: np.ndarray | None = None   # the first frame of the last window scanned
+        self.windows = 0
+
+    def __call__(self, frames: list[np.ndarray]) -> tuple[list[list], np.ndarray]:
+        opts = self.analyzer.options.meeting
+        scan = (not self.hints or self.windows % max(1, opts.scan_every) == 0
+                or frame_changed(self.looked, frames[0], opts.rescan_change))
+        if scan:
+            self.looked = frames[0]
+        faces, emb = self.analyzer.faces_of(frames, scan=scan, hints=self.hints)
+        self.hints = [c.box for c in faces[-1] if c.detected]
+        self.windows += 1
+        return faces, emb
+
+
 class Analyzer:
     def __init__(self, embedder: str | Path = DEFAULT.embedder,
                  multimodal: str | Path = DEFAULT.multimodal,
@@ -152,6 +176,10 @@ class Analyzer:
             if k == 0:
                 hints = [c.box for c in faces[0] if c.detected]
         return faces, self.embedder.embed_faces([c for fs in faces for c in fs])
+
+    def recording_faces(self) -> RecordingFaces:
+        """Face finding for one recording's windows, in order (see RecordingFaces)."""
+        return RecordingFaces(self)
 
     @property
     def speaker_weights(self) -> str:
@@ -318,18 +346,9 @@ class Analyzer:
                           frame_scale=side / MAX_FRAME_SIDE if side > MAX_FRAME_SIDE else 1.0)
         timeline, end = [], 0.0
         total = max(1, math.ceil(info.duration / self.hop - 1e-6))
-        hints: list = []
-        looked = None                 # the first frame of the last window scanned
-        opts = self.options.meeting
-        for k, w in enumerate(self._iter(video, use_video=True)):
-            # One window in scan_every looks for new faces, and so does any after one with
-            # none found, or whose picture changed since the last look
-            scan = (not hints or k % max(1, opts.scan_every) == 0
-                    or frame_changed(looked, w.frames[0], opts.rescan_change))
-            if scan:
-                looked = w.frames[0]
-            faces, emb = self.faces_of(w.frames, scan=scan, hints=hints)
-            hints = [c.box for c in faces[-1] if c.detected]
+        find_faces = self.recording_faces()
+        for w in self._iter(video, use_video=True):
+            faces, emb = find_faces(w.frames)
             # the window's own face, as before participants: each frame's largest
             rows = np.cumsum([0] + [len(fs) for fs in faces[:-1]])[[bool(fs) for fs in faces]]
             img = emb[rows].mean(0) if len(rows) else None
