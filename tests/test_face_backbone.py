@@ -96,6 +96,24 @@ def test_reader_drops_other_classes_and_reads_each_row_once_in_bounded_blocks(
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(shuffled, again, strict=True))
 
 
+def test_reader_mixes_the_emotions_of_a_file_sorted_by_class(tmp_path):
+    # preprocess_images.py writes a split class by class: a batch must still mix them
+    # about as independent draws would, or training swings with each batch's mix.
+    per_class, size = 512, 128
+    labels = np.repeat(np.arange(len(EMOTIONS)), per_class)
+    with h5py.File(tmp_path / "sorted.h5", "w") as f:
+        g = f.create_group("train")
+        g["images"] = np.zeros((len(labels), 2, 2, 3), np.uint8)
+        g["labels"] = labels
+        reader = batches.SplitReader(g)
+        shares = np.array([np.bincount(y, minlength=len(EMOTIONS)) / len(y)
+                           for _, y in reader.batches(size,
+                                                      generator=torch.Generator().manual_seed(0))])
+    independent = np.sqrt((1 / 6) * (5 / 6) / size)  # 0.033
+    assert len(shares) == len(labels) // size
+    assert shares.std(0).max() < 1.5 * independent  # blocks of 32 in buffers of 16: 0.09
+
+
 def test_reader_reads_rows_far_apart_by_index(preprocessed, tmp_path):
     sparse = tmp_path / "sparse.h5"
     shutil.copy(preprocessed[0], sparse)

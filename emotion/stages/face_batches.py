@@ -3,6 +3,14 @@
 Images are read from the file in blocks of contiguous rows, shuffled by block
 and then within a buffer of blocks: memory stays bounded (about two buffers of
 BLOCK * BUFFER_BLOCKS images) however many images the file holds.
+
+Preprocessed files hold each split's rows class by class, so a block is almost
+always one emotion. Blocks must be short and a buffer must hold many of them, or
+a batch's mix of emotions swings from one batch to the next: with blocks of 32
+rows in buffers of 16 the share of happy faces in a batch of 128 had a standard
+deviation of 0.118 (0.039 for independent draws) and a pretrained backbone learnt
+half as fast. Short blocks read no slower: the rows of a block are contiguous and
+a buffer's blocks are read in file order.
 """
 
 from __future__ import annotations
@@ -20,8 +28,8 @@ from emotion.core import h5io
 from emotion.core.distributed import shard_blocks
 from emotion.core.labels import ALL_LABELS, EMOTIONS
 
-BLOCK = 32              # rows read with one slice
-BUFFER_BLOCKS = 16      # blocks whose rows are shuffled together
+BLOCK = 4               # rows read with one slice
+BUFFER_BLOCKS = 128     # blocks whose rows are shuffled together
 # Augmentation: the crops are upright, centred faces, so only small moves.
 ROTATE_DEG = 10.0
 SCALE = 0.10            # zoom 0.9 to 1.1
