@@ -4,14 +4,18 @@
         --work results/face_options --precision fp32                       # every option
     python bench/face_options.py --images_h5 ... --only today,lite0 --epochs 3 \
         --max_train_batches 60                                          # a quick ranking
+    git worktree add /tmp/before REV && python bench/face_options.py ... \
+        --baseline_code /tmp/before            # "today" trained by the code of REV
 
 Every option runs train_face_backbone.py with the same file, seed, precision and
-(unless it says otherwise) epochs; "today" is the shipped setting (ResNet18 at
-64 px, the pipeline's). The table gives, per option, test accuracy and macro-F1,
-the recall of every class (fear, sad and disgust are where FER models fail),
-val macro-F1 (what the choice is made on), the epoch kept and the training
-minutes. Choose on val; test is for the report. Runs one after the other: on a
-shared machine say what else ran. Options are re-used when their file exists.
+(unless it says otherwise) epochs; "today" is the setting shipped before issue 23
+(ResNet18 from scratch at 64 px) and "lite0-12" the one shipped since. The table
+gives, per option, test accuracy (with the mirror where the option scores with it,
+and of one view, as serving embeds) and macro-F1, the recall of every class (fear,
+sad and disgust are where FER models fail), val macro-F1 (what the choice is made
+on), the epoch kept and the training minutes. Choose on val; test is for the
+report. Runs one after the other: on a shared machine say what else ran. Options
+are re-used when their file exists.
 """
 
 from __future__ import annotations
@@ -33,6 +37,17 @@ OPTIONS: dict[str, list[str]] = {
     "r18-mix": ["--arch", "resnet18", "--net_size", "64", "--mixup", "0.2", "--cutmix", "1.0"],
     "r18-96": ["--arch", "resnet18", "--net_size", "96"],
     "lite0": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "64"],
+    "lite0-tta": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "64",
+                  "--tta_flip", "1"],
+    "lite0-lr3": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "64",
+                  "--lr", "3e-3", "--tta_flip", "1"],
+    # the shipped recipe (pipeline.py's backbone: 12 epochs, lr 3e-3 by default, no mirror)
+    "lite0-12": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "64",
+                 "--epochs", "12"],
+    "lite0-all": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "64",
+                  "--erase", "0.5", "--mixup", "0.2", "--cutmix", "1.0", "--tta_flip", "1"],
+    "lite0-48": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "48",
+                 "--tta_flip", "1"],
     "lite0-96": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "96"],
     "lite0-96-all": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "96",
                      "--erase", "0.5", "--mixup", "0.2", "--cutmix", "1.0", "--tta_flip", "1"],
@@ -42,13 +57,15 @@ CLASSES = ("fear", "sad", "disgust", "angry", "happy", "neutral")
 
 def run_option(name: str, flags: list[str], args) -> dict:
     out = args.work / f"{name}.pt"
+    # "today" is the shipped setting; with --baseline_code, run by the code before this change
+    root = args.baseline_code if name == "today" and args.baseline_code else ROOT
     if not out.is_file():
-        cmd = [sys.executable, str(ROOT / "train_face_backbone.py"), "--images_h5",
+        cmd = [sys.executable, str(root / "train_face_backbone.py"), "--images_h5",
                str(args.images_h5), "--out", str(out), "--epochs", str(args.epochs),
                "--precision", args.precision, "--device", args.device, "--seed", str(args.seed),
                *(["--max_train_batches", str(args.max_train_batches)]
                  if args.max_train_batches else []), *flags]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(root)}
         with (args.work / f"{name}.log").open("w") as log:
             done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         if done.returncode != 0:
@@ -57,15 +74,36 @@ def run_option(name: str, flags: list[str], args) -> dict:
 
     d = torch.load(out, weights_only=True)
     test, val = d["metrics"].get("test", {}), d["metrics"]["val"]
-    return {"option": name, "flags": " ".join(flags), "test_accuracy": test.get("accuracy"),
+    one_view = one_view_test(d, args.images_h5) if d["config"].get("tta_flip") else test
+    return {"option": name, "code": "baseline" if root != ROOT else "this tree",
+            "flags": " ".join(flags), "test_accuracy": test.get("accuracy"),
+            "test_accuracy_one_view": one_view.get("accuracy"),
             "test_macro_f1": test.get("macro_f1"), "val_macro_f1": val["macro_f1"],
             "recall": test.get("per_class_recall", {}), "epoch": d["epoch"],
             "epochs_run": len(d["history"]), "train_minutes": d.get("train_minutes"),
             "precision": d["config"]["precision"]}
 
 
+def one_view_test(d: dict, images_h5: Path) -> dict:
+    """Test scores of a saved backbone without the mirror (--tta_flip): what serving,
+    which embeds one view of each face, gets."""
+    import torch
+
+    from emotion.core import h5io
+    from emotion.models.image_backbone import FaceNet
+    from emotion.stages.face_batches import SplitReader
+    from emotion.stages.train_backbone import evaluate_backbone
+
+    model = FaceNet(d["state_dict"]).to(memory_format=torch.channels_last)
+    model.head.load_state_dict(d["head"])
+    with h5io.open_checked(images_h5, h5io.PREPROCESSED_IMAGES) as f:
+        return evaluate_backbone(model, SplitReader(f["test"]), size=d["input_size"],
+                                 device="cpu", bf16=d["config"]["precision"] == "bf16",
+                                 batch_size=128)
+
+
 def table(rows: list[dict]) -> str:
-    head = ("| option | test acc | test macro-F1 | val macro-F1 | "
+    head = ("| option | test acc | test acc, one view | test macro-F1 | val macro-F1 | "
             + " | ".join(f"recall {c}" for c in CLASSES) + " | epoch kept | minutes |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
@@ -73,7 +111,9 @@ def table(rows: list[dict]) -> str:
             lines.append(f"| {r['option']} | {r['error']} |")
             continue
         rec = " | ".join(f"{r['recall'].get(c, float('nan')):.3f}" for c in CLASSES)
-        lines.append(f"| {r['option']} | {r['test_accuracy']:.3f} | {r['test_macro_f1']:.3f} | "
+        name = r["option"] + (" (code before)" if r.get("code") == "baseline" else "")
+        lines.append(f"| {name} | {r['test_accuracy']:.3f} | "
+                     f"{r['test_accuracy_one_view']:.3f} | {r['test_macro_f1']:.3f} | "
                      f"{r['val_macro_f1']:.3f} | {rec} | {r['epoch']}/{r['epochs_run']} | "
                      f"{r['train_minutes']} |")
     return "\n".join(lines)
@@ -90,6 +130,9 @@ def main() -> int:
     p.add_argument("--precision", default="fp32", choices=("auto", "fp32", "bf16"))
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baseline_code", type=Path, default=None,
+                   help="a checkout of the code before a change (git worktree add DIR REV): "
+                        "the option 'today' runs with it")
     args = p.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = set(names) - set(OPTIONS)

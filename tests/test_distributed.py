@@ -81,8 +81,8 @@ def faces_h5(tmp_path_factory) -> Path:
 
 def _train(h5: Path, out: Path, nproc: int) -> dict:
     args = ["--images_h5", str(h5), "--out", str(out), "--epochs", "4", "--batch_size", "32",
-            "--lr", "0.003", "--net_size", "32", "--init", "scratch", "--device", "cpu",
-            "--precision", "fp32", "--seed", "0"]
+            "--lr", "0.003", "--net_size", "32", "--init", "scratch", "--arch", "resnet18",
+            "--device", "cpu", "--precision", "fp32", "--seed", "0"]
     launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable])
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -129,7 +129,7 @@ def test_training_with_every_regulariser_runs_and_learns(preprocessed):
     assert "per_class_recall" in best["val"]
 
 
-def test_pipeline_passes_precision_and_arch_only_when_asked(tmp_path):
+def test_pipeline_passes_precision_only_when_asked_and_its_backbone_always(tmp_path):
     from emotion.stages import run_all
 
     def argv(*extra):
@@ -139,10 +139,12 @@ def test_pipeline_passes_precision_and_arch_only_when_asked(tmp_path):
         return {s.name: s.argv for s in run_all.stages(args)}
 
     plain = argv()
-    assert not any("--precision" in a or "--arch" in a for a in plain.values())
-    asked = argv("--precision", "fp32", "--face_arch", "efficientnet_lite0")
+    assert not any("--precision" in a for a in plain.values())
+    default = plain["train_face_backbone.py"]
+    assert default[default.index("--arch") + 1] == "efficientnet_lite0"  # the measured choice
+    asked = argv("--precision", "fp32", "--face_arch", "resnet18")
     train, extract = asked["train_face_backbone.py"], asked["extract_embeddings.py"]
     assert train[train.index("--precision") + 1] == "fp32"
-    assert train[train.index("--arch") + 1] == "efficientnet_lite0"
+    assert train[train.index("--arch") + 1] == "resnet18"
     assert extract[extract.index("--precision") + 1] == "fp32"
     assert asked["preprocess_images.py"] == plain["preprocess_images.py"]

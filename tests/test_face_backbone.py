@@ -39,8 +39,8 @@ def weights(preprocessed, tmp_path_factory):
         mp.setattr(torch.hub, "get_dir", lambda: str(out.parent / "empty_hub"))
         assert train_face_backbone.main([
             "--images_h5", str(preprocessed[0]), "--out", str(out), "--epochs", "2",
-            "--batch_size", "16", "--lr", "0.002", "--net_size", "32", "--device", "cpu",
-            "--precision", "fp32", "--seed", "0"]) == 0
+            "--arch", "resnet18", "--batch_size", "16", "--lr", "0.002", "--net_size", "32",
+            "--device", "cpu", "--precision", "fp32", "--seed", "0"]) == 0
     return out
 
 
@@ -258,7 +258,8 @@ def test_stage_refuses_bad_inputs_in_one_line(case, argv, edit, expected, prepro
 def test_init_imagenet_without_the_cache(preprocessed, tmp_path, monkeypatch, caplog, capsys):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     rc = train_face_backbone.main(["--images_h5", str(preprocessed[0]), "--init", "imagenet",
-                                   "--out", str(tmp_path / "w.pt"), "--device", "cpu"])
+                                   "--arch", "resnet18", "--out", str(tmp_path / "w.pt"),
+                                   "--device", "cpu"])
     err = capsys.readouterr().err
     assert rc == 2 and "resnet18-f37072fd.pth" in err and "--init scratch" in err
     with caplog.at_level("WARNING"):

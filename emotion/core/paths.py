@@ -68,7 +68,7 @@ def layout(root: str | Path = ".", *, anomaly_dir: str = "results/anomaly",
         preprocessed_audio=root / "preprocessed_audio.h5",
         embeddings_images=root / "embeddings_images.h5",
         embeddings_audio=root / "embeddings_audio.h5", paired_prefix=root / PAIRED_PREFIX,
-        models=models, face_backbone=models / "face_resnet18.pt",
+        models=models, face_backbone=models / "face_backbone.pt",
         embedder=models / "embedder.pt", multimodal=models / MULTIMODAL_NAME,
         anomaly=anomaly, isolation=anomaly / ISOLATION_NAME, plots=root / plots_dir)
 

@@ -140,7 +140,7 @@ def imagenet_state() -> dict[str, torch.Tensor]:
             f"ImageNet weights for ResNet18 are not in the torch cache ({cached}) and this "
             f"machine cannot download them. Either copy {name} (from {weights.url}, on a "
             f"machine with internet) to {cached}, or pass --image_weights PATH to a ResNet18 "
-            "state dict (e.g. saved_models/face_resnet18.pt), or --image_weights none for "
+            "state dict (e.g. saved_models/face_backbone.pt), or --image_weights none for "
             "random weights (much weaker image embeddings).")
     return weights.get_state_dict(progress=False, check_hash=False)
 

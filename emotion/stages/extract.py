@@ -236,7 +236,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="reuse this embedder (an external test set) instead of fitting one")
     p.add_argument("--image_weights", default="imagenet",
                    help="imagenet (torch cache), none (random weights), or a ResNet18 "
-                        "state dict such as saved_models/face_resnet18.pt")
+                        "state dict such as saved_models/face_backbone.pt")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="auto: bf16 where the hardware has it and it agrees with fp32")

