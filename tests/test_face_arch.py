@@ -148,3 +148,13 @@ def test_pipeline_passes_precision_only_when_asked_and_its_backbone_always(tmp_p
     assert train[train.index("--arch") + 1] == "resnet18"
     assert extract[extract.index("--precision") + 1] == "fp32"
     assert asked["preprocess_images.py"] == plain["preprocess_images.py"]
+
+
+def test_auto_precision_trains_lite0_in_fp32_on_a_cpu(monkeypatch):
+    # bf16 autocast makes a Lite0 training step slower on a CPU (depthwise convolutions)
+    monkeypatch.setattr(ib, "cpu_supports_bf16", lambda: True)
+    assert train_backbone.training_bf16("auto", "cpu", "resnet18")
+    assert not train_backbone.training_bf16("auto", "cpu", "efficientnet_lite0")
+    assert train_backbone.training_bf16("bf16", "cpu", "efficientnet_lite0")  # asked for
+    monkeypatch.setattr(ib, "cpu_supports_bf16", lambda: False)
+    assert not train_backbone.training_bf16("auto", "cpu", "resnet18")
