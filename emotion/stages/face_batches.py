@@ -8,8 +8,9 @@ Preprocessed files hold each split's rows class by class, so a block is almost
 always one emotion. Blocks must be short and a buffer must hold many of them, or
 a batch's mix of emotions swings from one batch to the next: with blocks of 32
 rows in buffers of 16 the share of happy faces in a batch of 128 had a standard
-deviation of 0.118 (0.039 for independent draws) and a pretrained backbone learnt
-half as fast. Short blocks read no slower: the rows of a block are contiguous and
+deviation of 0.118 (0.039 for independent draws), and EfficientNet-Lite0 from
+ImageNet reached val accuracy 0.297 after 160 batches against 0.328 with the
+blocks used now. Short blocks read no slower: the rows of a block are contiguous and
 a buffer's blocks are read in file order.
 """
 

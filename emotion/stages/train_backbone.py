@@ -5,8 +5,8 @@ Random and ImageNet features carry little expression information. Training the
 backbone as a six-way classifier of the train faces keeps the 512-d contract
 (ResNet18's pooled features; Lite0's projected to 512) with a much better image
 branch; the classifier head is kept for reference only. The defaults are the
-recipe chosen by bench/face_options.py on FER2013. ``extract_embeddings.py --image_weights PATH``
-embeds with the saved backbone.
+recipe chosen by bench/face_options.py on FER2013.
+``extract_embeddings.py --image_weights PATH`` embeds with the saved backbone.
 
 Batches come from :mod:`emotion.stages.face_batches` (bounded memory, shuffled,
 augmented).
