@@ -4,8 +4,8 @@
         --work results/face_options --precision fp32                       # every option
     python bench/face_options.py --images_h5 ... --only today,lite0 --epochs 3 \
         --max_train_batches 60                                          # a quick ranking
-    git worktree add /tmp/before REV && python bench/face_options.py ... \
-        --baseline_code /tmp/before            # "today" trained by the code of REV
+    git worktree add ../before REV && python bench/face_options.py ... \
+        --baseline_code ../before              # "today" trained by the code of REV
 
 Every option runs train_face_backbone.py with the same file, seed, precision and
 (unless it says otherwise) epochs; "today" is the setting shipped before issue 23
@@ -37,8 +37,6 @@ OPTIONS: dict[str, list[str]] = {
     "r18-mix": ["--arch", "resnet18", "--net_size", "64", "--mixup", "0.2", "--cutmix", "1.0"],
     "r18-96": ["--arch", "resnet18", "--net_size", "96"],
     "lite0": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "64"],
-    "lite0-tta": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "64",
-                  "--tta_flip", "1"],
     "lite0-lr3": ["--arch", "efficientnet_lite0", "--init", "imagenet", "--net_size", "64",
                   "--lr", "3e-3", "--tta_flip", "1"],
     # the shipped recipe (pipeline.py's backbone: 12 epochs, lr 3e-3 by default, no mirror)

@@ -158,3 +158,10 @@ def test_auto_precision_trains_lite0_in_fp32_on_a_cpu(monkeypatch):
     assert train_backbone.training_bf16("bf16", "cpu", "efficientnet_lite0")  # asked for
     monkeypatch.setattr(ib, "cpu_supports_bf16", lambda: False)
     assert not train_backbone.training_bf16("auto", "cpu", "resnet18")
+
+
+def test_the_learning_rate_follows_the_network_unless_given():
+    cfg = train_backbone.FaceTrainConfig
+    assert cfg(arch="resnet18").lr == train_backbone.ARCH_LR["resnet18"]
+    assert cfg().lr == train_backbone.ARCH_LR["efficientnet_lite0"] != cfg(arch="resnet18").lr
+    assert cfg(arch="resnet18", lr=0.01).lr == 0.01

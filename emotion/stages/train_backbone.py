@@ -86,7 +86,7 @@ class FaceTrainConfig(Schedule):
     """The face backbone's training: the schedule, input side, early stopping, regularisers."""
 
     epochs: int = 12
-    lr: float = ARCH_LR["efficientnet_lite0"]
+    lr: float | None = None      # the peak; None: ARCH_LR of the network
     weight_decay: float = 0.05
     size: int = 64               # side the network sees; crops are resized to it
     patience: int = 8            # epochs without a better val macro-F1
@@ -98,6 +98,10 @@ class FaceTrainConfig(Schedule):
     erase: float = 0.0           # random erasing: share of the training images erased
     mixup: float = 0.0           # mixup's alpha (0: off)
     cutmix: float = 0.0          # CutMix's alpha (0: off)
+
+    def __post_init__(self) -> None:
+        if self.lr is None:  # one rule for the command line and for callers alike
+            object.__setattr__(self, "lr", ARCH_LR.get(self.arch, Schedule.lr))
 
 
 # --------------------------------------------------------------------------
@@ -448,8 +452,7 @@ def run(args: argparse.Namespace) -> None:
     """The stage, for parsed arguments."""
     if dist.launched() and os.environ.get("RANK", "0") != "0":
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 speaks for all
-    lr = args.lr if args.lr is not None else ARCH_LR[args.arch]
-    cfg = FaceTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr,
+    cfg = FaceTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           weight_decay=args.weight_decay, size=args.net_size,
                           patience=args.patience, label_smoothing=args.label_smoothing,
                           augment=bool(args.augment),
