@@ -236,6 +236,7 @@ def _only_happy_in_train(f: h5py.File) -> None:
     ("no_val", [], _without_val, "has no val images of the six emotions"),
     ("one_class", [], _only_happy_in_train, "holds 1 of the six emotions (happy)"),
     ("init", ["--init", "imagenet_typo"], None, "choose auto, imagenet, scratch"),
+    ("weights", ["--class_weight_power", "-1"], None, "--class_weight_power must be in [0, 2]"),
 ])
 def test_stage_refuses_bad_inputs_in_one_line(case, argv, edit, expected, preprocessed,
                                               tmp_path, capsys):

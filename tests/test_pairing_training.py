@@ -154,3 +154,12 @@ def test_class_weights_balance_the_classes():
     w = class_weights(np.array([0, 0, 0, 1, 2, 2]), 6)
     assert w[0] * 3 == pytest.approx(w[1] * 1) == pytest.approx(w[2] * 2)
     assert w[3:].sum() == 0
+
+
+def test_class_weights_power_softens_or_drops_the_balance():
+    labels = np.array([0, 0, 0, 0, 1, 2, 2])
+    half, none = class_weights(labels, 4, power=0.5), class_weights(labels, 4, power=0)
+    assert half[0] * 2 == pytest.approx(half[1])          # sqrt of the 4:1 count ratio
+    assert half[1] / half[0] < class_weights(labels, 4)[1] / class_weights(labels, 4)[0]
+    assert none[:3] == pytest.approx([1.0, 1.0, 1.0]) and none[3] == 0
+    assert half[:3].mean() == pytest.approx(1.0)

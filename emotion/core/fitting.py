@@ -23,12 +23,14 @@ class Schedule:
     seed: int = 0
 
 
-def class_weights(labels: np.ndarray, n: int) -> np.ndarray:
-    """Inverse frequency, mean 1 over the classes present; absent classes weigh 0."""
+def class_weights(labels: np.ndarray, n: int, power: float = 1.0) -> np.ndarray:
+    """Inverse frequency raised to `power` (1: inverse frequency, 0.5: its square root,
+    0: every class alike), mean 1 over the classes present; absent classes weigh 0."""
     counts = np.bincount(np.asarray(labels, np.int64), minlength=n).astype(np.float64)
     present = counts > 0
     w = np.zeros(n)
-    w[present] = counts[present].sum() / (present.sum() * counts[present])
+    w[present] = (counts[present].sum() / counts[present]) ** power
+    w[present] /= w[present].mean()
     return w.astype(np.float32)
 
 

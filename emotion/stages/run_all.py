@@ -164,7 +164,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--image_weights", default="none",
                    help="imagenet, none, or a ResNet18 state dict; ignored with --face_epochs")
-    p.add_argument("--face_epochs", type=int, default=12,
+    p.add_argument("--face_epochs", type=int, default=train_backbone.FaceTrainConfig.epochs,
                    help="train the face backbone this long first (0: use --image_weights)")
     p.add_argument("--net_size", type=int, default=64,
                    help="side the face backbone sees (the crops are resized to it)")
