@@ -396,7 +396,7 @@ def _train(images_h5: str | Path, out: str | Path, cfg: FaceTrainConfig, *, init
 USAGE = """Train the face backbone on the preprocessed train faces, selected on val.
 
     python train_face_backbone.py --images_h5 preprocessed_images.h5 \
-        --out saved_models/face_backbone.pt --epochs 12 --batch_size 128 --lr 0.003 \
+        --out saved_models/face_backbone.pt --epochs 14 --batch_size 128 --lr 0.003 \
         --net_size 64 --device auto --seed 0
     python extract_embeddings.py --image_weights saved_models/face_backbone.pt
 
