@@ -112,3 +112,25 @@ def test_a_changed_model_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(blazeface, "MODEL", fake)
     with pytest.raises(ArtifactError, match="sha256"):
         blazeface.BlazeFace()
+
+
+def test_second_opinion_passes_a_photographed_face_and_refuses_other_boxes(finder, rng):
+    """A participant's check: the photographed face (the astronaut) and a drawn one pass;
+    boxes over a textured wall, a slide's text and a cup of coffee do not."""
+    from pathlib import Path
+
+    from emotion.media.faces import SecondOpinion
+    from emotion.media.images import load_image
+
+    fixtures = Path(__file__).parent / "fixtures"
+    check = SecondOpinion()
+    astronaut = load_image(fixtures / "astronaut.jpg")
+    box = finder.largest_face(astronaut)
+    assert box is not None and check(astronaut, box)
+    drawn = in_frame(draw_face("neutral", size=160, rng=rng), 640, 360)
+    assert check(drawn, finder.largest_face(drawn))
+    coffee = load_image(fixtures / "coffee.jpg")
+    h, w = coffee.shape[:2]
+    others = [(coffee, (w / 4, h / 4, 3 * w / 4, 3 * h / 4))]
+    others += [(f, (200.0, 100.0, 320.0, 220.0)) for f in _no_face_frames(rng)]
+    assert not any(check(img, b) for img, b in others)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from emotion.media.tracks import FaceTracker, TrackerSettings, appearance, frame_changed
+from emotion.media.tracks import FaceTracker, Track, TrackerSettings, appearance, frame_changed
 
 W, H = 640, 360
 # each person: skin, hair and wall colours (RGB)
@@ -136,3 +136,60 @@ def test_a_face_seen_once_is_kept_when_it_is_the_only_one():
     for k in range(1, 6):
         tracker.update(float(k), frame, [])
     assert list(tracker.finish().values()) == [0]
+
+
+def test_a_false_face_seen_all_along_is_dropped_when_the_check_rejects_it():
+    """Something the detector keeps finding in a tile (glare, a logo) passes the frame
+    count; the second detector's check drops it, and is asked only while it may matter."""
+    rng = np.random.default_rng(7)
+    false_box = (500.0, 200.0, 560.0, 260.0)
+    asked: list[tuple] = []
+
+    def verify(rgb, box):
+        asked.append(box)
+        return box != false_box
+
+    tracker = FaceTracker(TrackerSettings(verify_frames=3), verify)
+    for k in range(10):
+        frame, boxes = gallery([0, 1], rng)
+        frame[200:260, 500:560] = (250, 20, 200)
+        tracker.update(float(k), frame, boxes + [false_box])
+    final = tracker.finish()
+    kept = {raw: v for raw, v in final.items() if v is not None}
+    assert sorted(kept.values()) == [0, 1]
+    assert all(not tracker.tracks[raw].first_box == false_box for raw in kept)
+    # each person is asked once (they pass), the false face three times (verify_frames)
+    assert asked.count(false_box) == 3 and len(asked) == 2 + 3
+
+
+def test_one_face_that_fails_the_check_is_still_the_participant():
+    rng = np.random.default_rng(8)
+    tracker = FaceTracker(verify=lambda rgb, box: False)
+    for k in range(6):
+        frame, boxes = gallery([3], rng)
+        tracker.update(float(k), frame, boxes)
+    assert set(tracker.finish().values()) == {0}
+
+
+def _signatures(look: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two unit signatures whose similarity is `look`."""
+    a = np.zeros(8, np.float32)
+    b = np.zeros(8, np.float32)
+    a[0] = b[0] = 1.0
+    b[:2] = look, np.sqrt(1 - look ** 2)
+    return a, b
+
+
+@pytest.mark.parametrize("look,merged", [(0.80, True), (0.30, False)])
+def test_participants_that_never_meet_merge_when_they_look_alike(look, merged):
+    """The dev meetings' same person split in two (a looping clip, a return from speaker
+    view) looked 0.80 and 0.82 alike, two people at most 0.29: the first merge."""
+    tracker = FaceTracker()
+    a, b = _signatures(look)
+    for i, (sig, times) in enumerate([(a, range(0, 6)), (b, range(6, 12))]):
+        tr = Track(i, times[0], (0, 0, 50, 50), times[-1], (0, 0, 50, 50), sig,
+                   [float(t) for t in times])
+        tracker.tracks.append(tr)
+    tracker.frames_seen = 12
+    final = tracker.finish()
+    assert (final[0] == final[1]) is merged

@@ -25,10 +25,16 @@ frame and look alike are merged (a person whose first tile was missed long
 enough to open a new participant), and participants seen in too few frames
 to be a person are dropped (unless none is left: then the most seen stays);
 ids are then numbered by first appearance.
+
+Given a ``verify`` check (:class:`emotion.media.faces.SecondOpinion`: another
+detector's look at the box), a participant must also pass it in one of its
+first frames: things the face detector keeps finding in a tile (glare, a logo, a
+tile's edge) are dropped, as the frame-count rule cannot drop what is seen all along.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -83,6 +89,8 @@ class Track:
     last_box: tuple[float, float, float, float]
     signature: np.ndarray
     frames: list[float] = field(default_factory=list)  # times it was seen
+    verified: bool = False        # a second detector agreed it is a face
+    checks: int = 0               # ... asked so many times
 
     def see(self, t: float, box, sig: np.ndarray, rate: float) -> None:
         self.last_t, self.last_box = t, tuple(box)
@@ -98,13 +106,17 @@ class TrackerSettings:
     same_look: float = 0.80       # signature similarity that links a face anywhere
     near_look: float = 0.55       # ... and at the same place
     same_place: float = 0.6       # overlap that links a face whatever its look (no cut)
-    merge_look: float = 0.85      # participants that never meet and look this alike merge
+    merge_look: float = 0.75      # participants that never meet and look this alike merge
+    #                               (dev meetings: the same person 0.80 and 0.82 - a clip
+    #                               looping, a return from speaker view -; two people at
+    #                               most 0.29)
     min_frames: int = 4           # seen in fewer sampled frames (a window has 3): not a
     #                               participant (on the dev meetings this put 4 of the 7
     #                               over-counted right: faces seen in 3 frames or fewer)
     min_share: float = 0.02       # ... or in less than this share of the sampled frames
     cut_threshold: float = 18.0   # grey levels of mean frame difference: a layout change
     rate: float = 0.1             # how fast a signature follows its participant
+    verify_frames: int = 6        # frames in which a participant may pass the check
 
     def settings(self) -> dict:
         from dataclasses import asdict
@@ -116,8 +128,10 @@ class FaceTracker:
     """Online: :meth:`update` per sampled frame gives each face a participant id;
     :meth:`finish` merges and drops participants and maps ids to final ones."""
 
-    def __init__(self, settings: TrackerSettings = TrackerSettings()):
+    def __init__(self, settings: TrackerSettings = TrackerSettings(),
+                 verify: Callable[[np.ndarray, tuple], bool] | None = None):
         self.s = settings
+        self.verify = verify
         self.tracks: list[Track] = []
         self._prev: np.ndarray | None = None
         self.frames_seen = 0
@@ -157,11 +171,18 @@ class FaceTracker:
                 tr = Track(len(self.tracks), t, tuple(box), t, tuple(box), sigs[i], [t])
                 self.tracks.append(tr)
                 ids[i] = tr.id
+        if self.verify is not None:
+            for i, box in zip(ids, boxes, strict=True):
+                tr = self.tracks[i]
+                if not tr.verified and tr.checks < self.s.verify_frames:
+                    tr.checks += 1
+                    tr.verified = bool(self.verify(rgb, tuple(box)))
         return ids
 
     def finish(self) -> dict[int, int | None]:
         """{raw id: final participant index (0, 1, ... by first appearance), or None when
-        dropped}: look-alikes that never share a frame merged, rare ones dropped."""
+        dropped}: look-alikes that never share a frame merged, rare and unverified ones
+        dropped."""
         parent = {tr.id: tr.id for tr in self.tracks}
 
         def root(i: int) -> int:
@@ -181,7 +202,8 @@ class FaceTracker:
                     times[ra] |= times[rb]
         floor = max(self.s.min_frames, self.s.min_share * self.frames_seen)
         roots = {root(i) for i in parent}
-        keep = {r for r in roots if len(times[r]) >= floor}
+        verified = {root(tr.id) for tr in self.tracks if tr.verified or self.verify is None}
+        keep = {r for r in roots if len(times[r]) >= floor and r in verified}
         if not keep and roots:  # one face seen too rarely is still the one on screen
             keep = {max(roots, key=lambda r: len(times[r]))}
         keep = sorted(keep, key=lambda r: min(times[r]))

@@ -100,6 +100,7 @@ class Analyzer:
             raise ArtifactError(str(e)) from None
         self.options = options
         self._speaker_model = None
+        self._second_opinion = None
         self._check_together()
 
     # ------------------------------------------------------------ set-up
@@ -195,6 +196,15 @@ class Analyzer:
             self._speaker_model = ActiveSpeakerModel.load(weights=self.speaker_weights,
                                                           precision="auto")
         return self._speaker_model
+
+    @property
+    def second_opinion(self):
+        """A second face detector's check of each new participant, loaded on first use."""
+        if self._second_opinion is None:
+            from emotion.media.faces import SecondOpinion
+
+            self._second_opinion = SecondOpinion()
+        return self._second_opinion
 
     def audio_embedding(self, y: np.ndarray | None, context: VoiceContext | None = None
                         ) -> np.ndarray | None:
@@ -343,6 +353,7 @@ class Analyzer:
                              + (" (it is audio: analyse it as audio)" if info.has_audio else ""))
         side = max(info.width, info.height)
         meeting = Meeting(self.speaker_model, options=self.options.meeting,
+                          verify=self.second_opinion,
                           frame_scale=side / MAX_FRAME_SIDE if side > MAX_FRAME_SIDE else 1.0)
         timeline, end = [], 0.0
         total = max(1, math.ceil(info.duration / self.hop - 1e-6))

@@ -117,10 +117,13 @@ class MeetingOptions:
 class Meeting:
     def __init__(self, speaker_model=None, *, options: MeetingOptions = MeetingOptions(),
                  tracker: TrackerSettings = TrackerSettings(),
-                 calibration: SpeakingCalibration | None = None, frame_scale: float = 1.0):
+                 calibration: SpeakingCalibration | None = None, frame_scale: float = 1.0,
+                 verify: Callable[[np.ndarray, tuple], bool] | None = None):
+        """`verify(rgb, box)`: a second detector's check that a new participant's box is
+        a face (:class:`emotion.media.faces.SecondOpinion`); None: no check."""
         self.speaker_model = speaker_model
         self.options = options
-        self.tracker = FaceTracker(tracker)
+        self.tracker = FaceTracker(tracker, verify)
         self.calibration = calibration or SpeakingCalibration.load()
         self.frame_scale = frame_scale       # original pixels per analysed pixel
         self.windows: list[_WindowRecord] = []
