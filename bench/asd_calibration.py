@@ -13,6 +13,15 @@ lead over the best other face) by logistic regression, and reports AUC and
 speaker attribution (speech windows credited to exactly the right participant,
 or to no one when the speaker has no tile) with the fitted and the 0-threshold
 rules. --write saves the chosen weights' fit as emotion/serve/speaking_calibration.json.
+
+A face alone on screen has no one to be ahead of, so its probability has a fit of
+its own: --alone composes one-face videos from every clip of --av_clips, three
+ways (the clip with its own sound: speaking; its first frame still with a voice
+of --voices: a camera-off avatar or a listener while someone unseen speaks, not
+speaking; the clip moving with such a voice: not speaking either, the muted talker
+Light-ASD cannot tell), scores them through the analysis' own windows, and fits
+P = sigmoid(a logit + c) on the first two (the third is reported, not fitted: no
+threshold separates it). --write then adds "alone" to the same file.
 """
 
 from __future__ import annotations
@@ -95,6 +104,78 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
     return rows
 
 
+ALONE_CASES = ("own sound", "still, another voice", "moving, another voice")
+
+
+def alone_rows(analyzer: Analyzer, av_clips: str, voices: list[str], out: Path,
+               model, seconds: float, seed: int = 0) -> list[dict]:
+    """One-face videos (960x540, the clip filling the frame, its first 3 s), three per
+    clip (ALONE_CASES), each window's mean logit as the analysis computes it."""
+    from emotion.media.audio import load_audio, resample
+    from emotion.media.encode import write_video
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    people = meeting_eval.clip_people(av_clips)
+    w_, h_ = meeting_eval.SIZE
+    for person, clips in sorted(people.items()):
+        for clip in clips:
+            frames, own = meeting_eval.read_clip(Path(clip["path"]))
+            tiles = [meeting_eval.fit_tile(f, w_, h_) for f in frames]
+            y, sr = load_audio(voices[int(rng.integers(len(voices)))])
+            other = resample(y, sr, meeting_eval.SR)
+            for case, (shown, sound) in zip(ALONE_CASES, [(tiles, own), (tiles[:1], other),
+                                                          (tiles, other)], strict=True):
+                path = out / "alone" / f"{Path(clip['path']).stem}_{ALONE_CASES.index(case)}.mp4"
+                if not path.is_file():
+                    write_video(path, [(lambda i, s=shown: s[min(i, len(s) - 1)],
+                                        meeting_eval.TURN, sound[:int(meeting_eval.TURN
+                                                                      * meeting_eval.SR)])],
+                                fps=meeting_eval.FPS, sr=meeting_eval.SR)
+                meeting = Meeting(None)
+                find_faces = analyzer.recording_faces()
+                for w in analyzer._iter(path, use_video=True):
+                    faces, emb = find_faces(w.frames)
+                    meeting.observe(w, faces, emb, analyzer.audio_embedding(w.audio))
+                    seen = list(meeting.windows[-1].seen.values())
+                    if len(seen) != 1 or meeting.windows[-1].audio is None:
+                        continue
+                    inputs = speaker_inputs(w, seen, seconds)
+                    if inputs is not None:
+                        rows.append({"clip": path.name, "person": person, "case": case,
+                                     "logit": float(np.mean(model.score(*inputs)))})
+        log.info("%s: %d one-face windows so far", person, len(rows))
+    return rows
+
+
+def fit_alone(rows: list[dict]) -> dict:
+    """The lone face's fit on the first two cases, and how each case is decided. The
+    regularisation is chosen by leaving one clip out at a time (the two cases barely
+    overlap, so the default C = 1 pulls the threshold into the speakers)."""
+    fit = [r for r in rows if r["case"] != ALONE_CASES[2]]
+    x = np.array([[r["logit"]] for r in fit])
+    y = np.array([r["case"] == ALONE_CASES[0] for r in fit])
+    clips = np.array([r["clip"].rsplit("_", 1)[0] for r in fit])
+    right = {}
+    for strength in (1.0, 10.0, 100.0):
+        right[strength] = sum(int((LogisticRegression(C=strength).fit(
+            x[clips != c], y[clips != c]).predict(x[clips == c]) == y[clips == c]).sum())
+            for c in np.unique(clips))
+    best = max(right, key=lambda k: (right[k], -k))
+    lr = LogisticRegression(C=best).fit(x, y)
+    a, c = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    report = {"a": a, "c": c, "C": best, "windows": len(rows),
+              "left_one_clip_out_right": {str(k): v for k, v in right.items()},
+              "fitted_windows": len(fit)}
+    for case in ALONE_CASES:
+        lg = np.array([r["logit"] for r in rows if r["case"] == case])
+        said = a * lg + c >= 0
+        report[case] = {"windows": len(lg), "credited_to_the_face": float(said.mean()),
+                        "logit_min_median_max": [float(lg.min()), float(np.median(lg)),
+                                                 float(lg.max())]}
+    return report
+
+
 def features(rows: list[dict], key: str) -> np.ndarray:
     out = []
     for r in rows:
@@ -124,6 +205,8 @@ def main() -> int:
     p.add_argument("--write", action="store_true", help="save the chosen fit")
     p.add_argument("--recollect", action="store_true", help="score the videos again")
     p.add_argument("--weights", nargs="+", default=["ava", "talkset"], help="weights to score")
+    p.add_argument("--alone", action="store_true",
+                   help="fit a face alone on screen instead (one-face videos of every clip)")
     p.add_argument("--seconds", nargs="+", type=float, default=[],
                    help="other stretches (s) to judge each window's speaker on, compared "
                         "with the analysis' own (MeetingOptions.asd_seconds)")
@@ -135,6 +218,33 @@ def main() -> int:
     videos = out / "videos"
     a = work_dir(args.artifacts)
     analyzer = Analyzer(a.embedder, a.multimodal, a.isolation)
+    if args.alone:
+        calibration = json.loads(CALIBRATION.read_text())
+        model = ActiveSpeakerModel.load(weights=calibration["weights"], precision="auto")
+        voices = sorted(str(v) for v in Path(args.voices).glob("*.wav"))
+        rows = alone_rows(analyzer, args.av_clips, voices, out, model,
+                          Meeting(None).options.asd_seconds, args.seed)
+        (out / "alone_rows.json").write_text(json.dumps(rows))
+        report = fit_alone(rows)
+        (out / "alone_report.json").write_text(json.dumps(report, indent=2))
+        for case in ALONE_CASES:
+            log.info("%-22s %3d windows, credited to the face %.3f, logits %s", case,
+                     report[case]["windows"], report[case]["credited_to_the_face"],
+                     np.round(report[case]["logit_min_median_max"], 2).tolist())
+        log.info("alone: P = sigmoid(%.3f logit + %.3f) (C %g; one clip left out at a time: "
+                 "%s of %d right)", report["a"], report["c"], report["C"],
+                 report["left_one_clip_out_right"], report["fitted_windows"])
+        if args.write:
+            own, still = (report[case]["credited_to_the_face"] for case in ALONE_CASES[:2])
+            clips = len({r["clip"].rsplit("_", 1)[0] for r in rows})
+            calibration["alone"] = {
+                "a": report["a"], "c": report["c"],
+                "fitted_on": f"one-face videos of {clips} clips, {report['windows']} windows: "
+                             f"own sound credited {own:.3f}, a still face with another voice "
+                             f"{still:.3f} (C {report['C']:g})"}
+            CALIBRATION.write_text(json.dumps(calibration, indent=2) + "\n")
+            log.info("wrote %s (alone)", CALIBRATION)
+        return 0
     if (videos / "meetings.json").is_file():
         manifest = json.loads((videos / "meetings.json").read_text())
     else:
@@ -172,10 +282,13 @@ def main() -> int:
         best = max((k for k in ("ava", "talkset") if k in report),
                    key=lambda k: report[k]["attribution_fitted"])
         r = report[best]
+        kept = json.loads(CALIBRATION.read_text()) if CALIBRATION.is_file() else {}
         CALIBRATION.write_text(json.dumps(
             {"weights": best, "a": r["a"], "b": r["b"], "c": r["c"],
              "fitted_on": f"{args.meetings} composed meetings (seed {args.seed}), {len(rows)} "
-                          f"participant-windows; attribution {r['attribution_fitted']:.3f}"},
+                          f"participant-windows; attribution {r['attribution_fitted']:.3f}",
+             **({"alone": kept["alone"]} if "alone" in kept and best == kept.get("weights")
+                else {})},
             indent=2) + "\n")
         log.info("wrote %s (weights %s)", CALIBRATION, best)
     return 0

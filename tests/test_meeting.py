@@ -191,3 +191,26 @@ def test_calibration_is_relative_to_the_others_on_screen():
     # a film's speaker below 0 but far ahead of the listeners still speaks
     assert cal.probability(-1.5, margin=1.5) > 0.5
     assert cal.probability(-1.5, margin=-1.5) < 0.5
+
+
+def test_a_face_alone_speaks_by_its_own_fit():
+    """Without a fit for a lone face, alone counts as the largest margin (the old rule:
+    a still photo's -2 is credited); with one, its logit alone decides."""
+    old = SpeakingCalibration(a=0.3, b=1.1, c=-0.6)
+    assert old.probability(-2.0, margin=None) > 0.5
+    cal = SpeakingCalibration(a=0.3, b=1.1, c=-0.6, alone_a=4.0, alone_c=1.0)
+    assert cal.probability(-2.0, margin=None) < 0.5 < cal.probability(1.0, margin=None)
+    assert cal.probability(-2.0, margin=2.0) == old.probability(-2.0, margin=2.0)
+
+
+def test_speech_beside_a_lone_face_that_does_not_move_goes_to_the_unseen_lane():
+    net = LipsOfLight()
+    m = Meeting(net, calibration=SpeakingCalibration(a=1.0, b=1.0, c=0.0, alone_a=4.0,
+                                                     alone_c=1.0))
+    for k, speaker in enumerate([LEFT, None]):       # it speaks; then someone unseen does
+        w, faces, emb = window(k, [LEFT], speaker, True)
+        m.observe(w, faces, emb, np.ones(128, np.float32))
+    out = m.finish(FakeScorer(), hop=3.0)
+    lane = out["participants"][0]["timeline"]
+    assert lane[0]["role"] == "speaking" and lane[1]["role"] == "listening"
+    assert [w["start"] for w in out["unseen_speaker"]["timeline"]] == [3.0]

@@ -52,12 +52,21 @@ ALONE_MARGIN = 3.0  # the margin of a face with no one else on screen
 class SpeakingCalibration:
     """P(speaking) = sigmoid(a * logit + b * min(margin, 3) + c), where logit is the
     participant's mean active-speaker logit over the window and margin its lead over
-    the best other face on screen (3 when alone)."""
+    the best other face on screen; fitted on composed meetings
+    (bench/asd_calibration.py).
+
+    A face alone on screen has no margin: sigmoid(alone_a * logit + alone_c), fitted
+    on one-face videos (a clip with its own sound against its still frame with
+    another voice: ``--alone``). Without that fit, alone counts as a margin of 3,
+    which credits a lone face with almost any speech (a still photo's logit of -2
+    still gave 0.89)."""
     a: float = 1.0
     b: float = 0.5
     c: float = 1.0
     weights: str = "talkset"
     fitted_on: str = "default"
+    alone_a: float | None = None
+    alone_c: float | None = None
 
     @classmethod
     def load(cls, path: str | Path = CALIBRATION) -> SpeakingCalibration:
@@ -65,10 +74,17 @@ class SpeakingCalibration:
         if not p.exists():
             return cls()
         d = json.loads(p.read_text())
-        return cls(**{k: d[k] for k in ("a", "b", "c", "weights", "fitted_on")})
+        alone = d.get("alone") or {}
+        return cls(**{k: d[k] for k in ("a", "b", "c", "weights", "fitted_on")},
+                   alone_a=alone.get("a"), alone_c=alone.get("c"))
 
-    def probability(self, logit: float, margin: float) -> float:
-        z = self.a * logit + self.b * min(margin, ALONE_MARGIN) + self.c
+    def probability(self, logit: float, margin: float | None) -> float:
+        """`margin` None: the face is alone on screen."""
+        if margin is None and self.alone_a is not None and self.alone_c is not None:
+            z = self.alone_a * logit + self.alone_c
+        else:
+            z = self.a * logit + self.b * min(ALONE_MARGIN if margin is None else margin,
+                                              ALONE_MARGIN) + self.c
         return float(1 / (1 + np.exp(-np.clip(z, -50, 50))))
 
 
@@ -248,8 +264,7 @@ class Meeting:
         out = {}
         for k, lg in logits.items():
             others = [v for j, v in logits.items() if j != k]
-            margin = lg - max(others) if others else ALONE_MARGIN
-            out[k] = self.calibration.probability(lg, margin)
+            out[k] = self.calibration.probability(lg, lg - max(others) if others else None)
         return out
 
     def _speakers(self, probs: dict[int, float]) -> set[int]:
