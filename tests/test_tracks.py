@@ -182,8 +182,9 @@ def _signatures(look: float) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("look,merged", [(0.80, True), (0.30, False)])
 def test_participants_that_never_meet_merge_when_they_look_alike(look, merged):
-    """The dev meetings' same person split in two (a looping clip, a return from speaker
-    view) looked 0.80 and 0.82 alike, two people at most 0.29: the first merge."""
+    """The dev meetings' same person split in two (a clip restarting every turn, a
+    return from speaker view) looked 0.80 and 0.82 alike, two people at most 0.29: the
+    first merge."""
     tracker = FaceTracker()
     a, b = _signatures(look)
     for i, (sig, times) in enumerate([(a, range(0, 6)), (b, range(6, 12))]):

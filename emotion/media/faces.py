@@ -150,13 +150,13 @@ class SecondOpinion:
 
     MTCNN's whole cascade (P-, R- and O-Net, :mod:`emotion.media.mtcnn`) looks at a
     160-px square around the box (the box's side plus half of it on every side) and
-    must find a face (a fifth of the square wide at least) whose centre lies in the
-    middle half of the square; or O-Net
-    alone is sure of the box (at least ``sure``). A meeting's participant must pass once
-    (:class:`emotion.media.tracks.FaceTracker`): on the composed dev and calibration
-    meetings, every person passed in at least 96 % of their frames, and the two
-    things BlazeFace and O-Net kept as faces for 6 and 12 frames (a window's glare
-    beside a logo, a tile's edge) in none (README, "Participants")."""
+    must find a face at least a fifth of the square wide, centred in the middle half
+    of the square; or O-Net alone is sure of the box (at least ``sure``). A meeting's
+    participant must pass once (:class:`emotion.media.tracks.FaceTracker`): on the
+    composed dev and calibration meetings every person passed in at least 96 % of
+    their frames, and the two things BlazeFace and O-Net kept as faces for 12 and 6
+    frames (glare on a window beside a logo, a tile's edge) in none (README,
+    "Participants")."""
 
     SIZE = 160
 

@@ -108,8 +108,8 @@ class TrackerSettings:
     same_place: float = 0.6       # overlap that links a face whatever its look (no cut)
     merge_look: float = 0.75      # participants that never meet and look this alike merge
     #                               (dev meetings: the same person 0.80 and 0.82 - a clip
-    #                               looping, a return from speaker view -; two people at
-    #                               most 0.29)
+    #                               restarting every turn, a return from speaker view -;
+    #                               two people at most 0.29)
     min_frames: int = 4           # seen in fewer sampled frames (a window has 3): not a
     #                               participant (on the dev meetings this put 4 of the 7
     #                               over-counted right: faces seen in 3 frames or fewer)
