@@ -146,8 +146,10 @@ def _eyes_and_brows(img, cx, cy, r, emotion, brow_colour, thick) -> None:
         cv2.line(img, inner, outer, brow_colour, int(thick * 1.5), cv2.LINE_AA)
 
 
-def _mouth(img, cx, cy, r, emotion, thick) -> None:
+def _mouth(img, cx, cy, r, emotion, thick, talk: float | None = None) -> None:
     _, _, _, curve, opening = FACE[emotion]
+    if talk is not None:  # a speaking mouth opens with the voice
+        opening = max(opening, 0.2 + 0.8 * float(np.clip(talk, 0.0, 1.0)))
     my, mw = cy + r * 0.5, r * 0.32
     xs = np.linspace(-1, 1, 24)
     upper = np.stack([cx + xs * mw, my + curve * r * 0.15 * (1 - xs ** 2) - curve * r * 0.05], 1)
@@ -160,12 +162,14 @@ def _mouth(img, cx, cy, r, emotion, thick) -> None:
 
 
 def draw_face(emotion: str, *, size: int = 128, rng: np.random.Generator | None = None,
-              look: np.random.Generator | None = None) -> np.ndarray:
+              look: np.random.Generator | None = None, talk: float | None = None
+              ) -> np.ndarray:
     """A drawn face showing `emotion`, (size, size, 3) uint8 RGB: skin tone, hair,
     shading, eyes, brows, nose and mouth, enough for a face detector to find it
     (BlazeFace finds all but about one in a hundred). `look` draws who it is (wall,
     skin, hair, face shape; `rng` when not given), `rng` the rest (tilt, noise): the
-    same `look` seed draws the same person again."""
+    same `look` seed draws the same person again. `talk` (0 to 1): a speaking mouth,
+    open that much (the voice's loudness at that frame)."""
     rng = rng or np.random.default_rng(0)
     look = look or rng
     s = 4  # draw large, then shrink: anti-aliasing for free
@@ -193,7 +197,7 @@ def draw_face(emotion: str, *, size: int = 128, rng: np.random.Generator | None 
                      [cx + r * 0.1, cy + r * 0.25]], np.int32)
     cv2.polylines(img, [nose], False, tuple(int(v * 0.7) for v in skin), max(2, thick // 2),
                   cv2.LINE_AA)
-    _mouth(img, cx, cy, r, emotion, thick)
+    _mouth(img, cx, cy, r, emotion, thick, talk)
     m = cv2.getRotationMatrix2D((big / 2, big / 2), rng.normal(0, 6), 1.0)
     img = cv2.warpAffine(img, m, (big, big), borderMode=cv2.BORDER_REPLICATE)
     img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
@@ -290,8 +294,8 @@ def make_meeting(path: str | Path, turns: list[tuple[int | None, list[str], floa
     row by default), each a drawn face of `size` px that keeps its look (skin, hair,
     wall) and shows the turn's emotion. A turn is (who speaks: a participant's index,
     or None for silence; the emotion of each participant; seconds); the speaker's voice
-    (their own pitch) says their emotion. frame_size (width, height) defaults to the
-    grid of tiles 1.5 faces wide."""
+    (their own pitch) says their emotion, and their mouth opens with it. frame_size
+    (width, height) defaults to the grid of tiles 1.5 faces wide."""
     n = len(turns[0][1])
     cols = cols or n
     rows = -(-n // cols)
@@ -299,19 +303,37 @@ def make_meeting(path: str | Path, turns: list[tuple[int | None, list[str], floa
     tw, th = width // cols, height // rows
     pitch = [110.0 + 90.0 * (k % 3) + 15.0 * (k // 3) for k in range(n)]
 
+    def face(k, e, talk=None):
+        return draw_face(e, size=size, rng=np.random.default_rng([seed, k, len(e)]),
+                         look=np.random.default_rng([seed, k]), talk=talk)
+
+    def place(frame, k, img):
+        y0 = (k // cols) * th + (th - size) // 2
+        x0 = (k % cols) * tw + (tw - size) // 2
+        frame[y0:y0 + size, x0:x0 + size] = img
+
     def turn(speaker, emotions, seconds):
         frame = np.full((height, width, 3), 100, np.uint8)
         for k, e in enumerate(emotions):
-            face = draw_face(e, size=size, rng=np.random.default_rng([seed, k, len(e)]),
-                             look=np.random.default_rng([seed, k]))
-            y0 = (k // cols) * th + (th - size) // 2
-            x0 = (k % cols) * tw + (tw - size) // 2
-            frame[y0:y0 + size, x0:x0 + size] = face
-        y = None
-        if speaker is not None:
-            y = speech_like(emotions[speaker], f0=pitch[speaker], duration=seconds, sr=sr,
-                            rng=np.random.default_rng([seed, 99, len(emotions), speaker]))
-        return (lambda i: frame), seconds, y
+            place(frame, k, face(k, e))
+        if speaker is None:
+            return (lambda i: frame), seconds, None
+        y = speech_like(emotions[speaker], f0=pitch[speaker], duration=seconds, sr=sr,
+                        rng=np.random.default_rng([seed, 99, len(emotions), speaker]))
+        # the speaker's mouth opens with their voice's loudness, frame by frame
+        step = sr / fps
+        loud = np.array([np.sqrt(np.mean(np.square(y[int(i * step):int((i + 1) * step)])))
+                         if int(i * step) < len(y) else 0.0
+                         for i in range(int(round(seconds * fps)))])
+        loud = loud / max(float(loud.max()), 1e-9)
+
+        def frame_at(i):
+            out = frame.copy()
+            talk = float(loud[min(i, len(loud) - 1)])
+            place(out, speaker, face(speaker, emotions[speaker], talk))
+            return out
+
+        return frame_at, seconds, y
 
     return write_video(path, (turn(*t) for t in turns), fps=fps, sr=sr)
 
