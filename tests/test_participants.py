@@ -138,3 +138,23 @@ def test_dense_grey_frames_at_the_speaker_networks_rate(videos):
     same = first.gray_times.index(first.times[0])  # the same decoded frame, in grey
     grey_of_rgb = first.frames[0].astype(np.float32) @ np.float32([0.299, 0.587, 0.114])
     assert np.abs(first.gray[same].astype(np.float32) - grey_of_rgb).mean() < 3
+
+
+def test_a_generated_speaker_moves_their_mouth_and_a_listener_does_not(videos):
+    """make_meeting draws the speaker's mouth opening with their voice (so that the
+    active-speaker network has lips to read); the listener's tile stays still."""
+    import av
+
+    frames = []
+    with av.open(str(videos["two"])) as c:
+        for f in c.decode(video=0):
+            if f.time >= 3.0:              # the first turn: participant 0 speaks
+                break
+            frames.append(f.to_ndarray(format="gray").astype(np.float32))
+    frames = np.stack(frames)
+    half = frames.shape[2] // 2
+    speaker, listener = frames[:, :, :half], frames[:, :, half:]
+    moved = np.abs(np.diff(speaker, axis=0)).mean(axis=(1, 2))
+    still = np.abs(np.diff(listener, axis=0)).mean(axis=(1, 2))
+    # (the encoder's first frames shake every tile a little: compare the usual frame)
+    assert np.median(moved) > 5 * max(float(np.median(still)), 0.01)
