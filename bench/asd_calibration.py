@@ -39,7 +39,13 @@ from sklearn.metrics import roc_auc_score
 from emotion.core.paths import work_dir
 from emotion.media.decode import MAX_FRAME_SIDE
 from emotion.serve.analyzer import Analyzer
-from emotion.serve.meeting import ALONE_MARGIN, CALIBRATION, Meeting, speaker_inputs
+from emotion.serve.meeting import (
+    ALONE_MARGIN,
+    CALIBRATION,
+    Meeting,
+    MeetingOptions,
+    speaker_inputs,
+)
 from emotion.stages import meeting_eval
 from emotion.stages.video_eval import face_files
 
@@ -124,9 +130,10 @@ def alone_rows(analyzer: Analyzer, av_clips: str, voices: list[str], out: Path,
             tiles = [meeting_eval.fit_tile(f, w_, h_) for f in frames]
             y, sr = load_audio(voices[int(rng.integers(len(voices)))])
             other = resample(y, sr, meeting_eval.SR)
-            for case, (shown, sound) in zip(ALONE_CASES, [(tiles, own), (tiles[:1], other),
-                                                          (tiles, other)], strict=True):
-                path = out / "alone" / f"{Path(clip['path']).stem}_{ALONE_CASES.index(case)}.mp4"
+            for k, (case, (shown, sound)) in enumerate(zip(
+                    ALONE_CASES, [(tiles, own), (tiles[:1], other), (tiles, other)],
+                    strict=True)):
+                path = out / "alone" / f"{Path(clip['path']).stem}_{k}.mp4"
                 if not path.is_file():
                     write_video(path, [(lambda i, s=shown: s[min(i, len(s) - 1)],
                                         meeting_eval.TURN, sound[:int(meeting_eval.TURN
@@ -223,7 +230,7 @@ def main() -> int:
         model = ActiveSpeakerModel.load(weights=calibration["weights"], precision="auto")
         voices = sorted(str(v) for v in Path(args.voices).glob("*.wav"))
         rows = alone_rows(analyzer, args.av_clips, voices, out, model,
-                          Meeting(None).options.asd_seconds, args.seed)
+                          MeetingOptions().asd_seconds, args.seed)
         (out / "alone_rows.json").write_text(json.dumps(rows))
         report = fit_alone(rows)
         (out / "alone_report.json").write_text(json.dumps(report, indent=2))

@@ -3,14 +3,22 @@ frames without a face never read as one."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 
 from emotion.core.errors import ArtifactError, EmotionError
 from emotion.media import blazeface
-from emotion.media.faces import FaceFinder, FacePolicy, FaceVerifier, detection_view
-from emotion.media.images import center_square
+from emotion.media.faces import (
+    FaceFinder,
+    FacePolicy,
+    FaceVerifier,
+    SecondOpinion,
+    detection_view,
+)
+from emotion.media.images import center_square, load_image
 from emotion.stages.probes import blank_frame, texture_frame
 from emotion.stages.sample_data import draw_face, in_frame
 
@@ -117,11 +125,6 @@ def test_a_changed_model_file_is_refused(tmp_path, monkeypatch):
 def test_second_opinion_passes_a_photographed_face_and_refuses_other_boxes(finder, rng):
     """A participant's check: the photographed face (the astronaut) and a drawn one pass;
     boxes over a textured wall, a slide's text and a cup of coffee do not."""
-    from pathlib import Path
-
-    from emotion.media.faces import SecondOpinion
-    from emotion.media.images import load_image
-
     fixtures = Path(__file__).parent / "fixtures"
     check = SecondOpinion()
     astronaut = load_image(fixtures / "astronaut.jpg")

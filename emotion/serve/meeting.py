@@ -14,7 +14,8 @@ batch. Per window:
 :meth:`Meeting.finish` merges and numbers the participants, turns the logits
 into the probability that each one speaks (:class:`SpeakingCalibration`, fitted on
 composed meetings: relative to the others on screen, since a film's speaker can
-score below 0), and scores each participant's window: fused with the window's
+score below 0; a face alone on screen by a fit of its own, on one-face videos), and
+scores each participant's window: fused with the window's
 voice when they are its speaker, image only when they listen. Speech that no
 face on screen is credited with goes to the ``unseen_speaker`` lane (a camera
 turned off, a phone participant, someone outside the frame), never to the
