@@ -8,11 +8,15 @@ Composes gallery meetings (emotion.stages.meeting_eval, another seed than the
 evaluation's), runs the analysis' own face finding and tracking on them, and
 scores every participant of every speech window with both shipped weights (AVA
 and TalkSet; audio-visual and visual-only heads). Per weights it fits the
-speaking probability P = sigmoid(a logit + b min(margin, 3) + c) (margin: the
-lead over the best other face) by logistic regression, and reports AUC and
-speaker attribution (speech windows credited to exactly the right participant,
-or to no one when the speaker has no tile) with the fitted and the 0-threshold
-rules. --write saves the chosen weights' fit as emotion/serve/speaking_calibration.json.
+speaking probability P = sigmoid(a evidence + b min(margin, 3) + c) by logistic
+regression on the windows with two faces or more, where evidence = logit + voice x
+the face's voice contrast (emotion.serve.meeting.voice_contrast, over each video's
+scored windows) and margin the evidence's lead over the best other face; `voice` is
+the one of VOICE_WEIGHTS whose fit credits the most speech windows right by the
+analysis' own rule. It reports AUC and speaker attribution (speech windows credited
+to exactly the right participant, or to no one when the speaker has no tile) with
+the fitted and the 0-threshold rules. --write saves the chosen weights' fit as
+emotion/serve/speaking_calibration.json.
 
 A face alone on screen has no one to be ahead of, so its probability has a fit of
 its own: --alone composes one-face videos from every clip of --av_clips, three
@@ -30,6 +34,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,25 +45,33 @@ from emotion.core.paths import work_dir
 from emotion.media.decode import MAX_FRAME_SIDE
 from emotion.serve.analyzer import Analyzer
 from emotion.serve.meeting import (
-    ALONE_MARGIN,
     CALIBRATION,
     Meeting,
     MeetingOptions,
+    SpeakingCalibration,
+    capped,
+    leads,
     speaker_inputs,
+    voice_contrast,
 )
 from emotion.stages import meeting_eval
 from emotion.stages.video_eval import face_files
 
 log = logging.getLogger("asd_calibration")
 
+# Weights of the voice contrast in the speaking evidence, tried in turn (0: the logit alone).
+VOICE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
+
 
 def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict,
-            seconds: tuple[float, ...] = ()) -> list[dict]:
+            seconds: tuple[float, ...] = (), voices: dict | None = None) -> list[dict]:
     """Per speech window and participant on screen: logits of every model, and the truth.
     Each model hears the stretch the analysis gives it (MeetingOptions.asd_seconds; keys: the
     model's name); those of `seconds` are compared ("name@0.5s", audio-visual head only).
     Participants are the analysis' own (raw tracks merged as Meeting.finish merges them;
-    a merged participant's score in a window is the highest of its tracks')."""
+    a merged participant's score in a window is the highest of its tracks'). `voices`, when
+    given, gets each scored window's voice features ("video:window": features), which the
+    voice contrast compares."""
     rows = []
     scale = meeting_eval.SIZE[0] / MAX_FRAME_SIDE
     for m in manifest:
@@ -67,7 +80,9 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
         find_faces = analyzer.recording_faces()     # the analysis' own face finding
         for w in analyzer._iter(videos / m["video"], use_video=True):
             faces, emb = find_faces(w.frames)
-            audio = analyzer.audio_embedding(w.audio)
+            voice = analyzer.embedder.speech_features(
+                w.audio, analyzer.embedder.audio_params.sample_rate)
+            audio = None if voice is None else analyzer.embedder.embed_features(voice[None])[0]
             meeting.observe(w, faces, emb, audio)
             seen = meeting.windows[-1].seen
             turn = meeting_eval._turn_at(m, (w.start + w.end) / 2)
@@ -76,6 +91,8 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
             inputs = speaker_inputs(w, list(seen.values()), meeting.options.asd_seconds)
             if inputs is None:
                 continue
+            if voices is not None:
+                voices[f"{m['video']}:{len(meeting.windows) - 1}"] = voice
             scores = {}
             for name, model in models.items():
                 scores[name] = np.atleast_2d(model.score(*inputs)).mean(1)
@@ -183,21 +200,88 @@ def fit_alone(rows: list[dict]) -> dict:
     return report
 
 
-def features(rows: list[dict], key: str) -> np.ndarray:
-    out = []
-    for r in rows:
-        others = [o[key] for o in rows if o["video"] == r["video"]
-                  and o["window"] == r["window"] and o is not r]
-        out.append([r[key], min(r[key] - max(others), ALONE_MARGIN) if others else ALONE_MARGIN])
-    return np.array(out)
+def by_window(rows: list[dict]) -> dict[tuple, list[int]]:
+    out: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        out.setdefault((r["video"], r["window"]), []).append(i)
+    return out
 
 
-def attribution(rows: list[dict], p: np.ndarray) -> float:
-    windows: dict[tuple, list] = {}
-    for r, pr in zip(rows, p, strict=True):
-        windows.setdefault((r["video"], r["window"]), []).append((r["truth"], pr >= 0.5))
-    right = sum(all(t == s for t, s in v) for v in windows.values())
+def contrasts(rows: list[dict], key: str, voices: dict) -> np.ndarray:
+    """Each row's voice contrast (emotion.serve.meeting.voice_contrast, the analysis' own)
+    among its video's scored windows; 0 where the window's voice features are missing."""
+    out = np.zeros(len(rows))
+    videos: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        if f"{r['video']}:{r['window']}" in voices:
+            videos.setdefault(r["video"], []).append(i)
+    for video, idx in videos.items():
+        windows = sorted({rows[i]["window"] for i in idx})
+        pids = sorted({rows[i]["pid"] for i in idx})
+        logits = np.full((len(windows), len(pids)), np.nan)
+        for i in idx:
+            logits[windows.index(rows[i]["window"]), pids.index(rows[i]["pid"])] = rows[i][key]
+        values = voice_contrast(np.stack([voices[f"{video}:{w}"] for w in windows]), logits)
+        for i in idx:
+            out[i] = values[windows.index(rows[i]["window"]), pids.index(rows[i]["pid"])]
+    return out
+
+
+def features(rows: list[dict], evidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(evidence, min(margin, 3)) of the rows that share their window with another face
+    (a lone face has a fit of its own), and which rows those are."""
+    x, keep = [], []
+    for idx in by_window(rows).values():
+        if len(idx) < 2:
+            continue
+        lead = leads({i: evidence[i] for i in idx})
+        for i in idx:
+            x.append([evidence[i], capped(lead[i])])
+            keep.append(i)
+    return np.array(x), np.array(keep)
+
+
+def attribution(rows: list[dict], evidence: np.ndarray, logit: np.ndarray,
+                calibration: SpeakingCalibration) -> float:
+    """Speech windows credited to exactly the right participants by the analysis' rule
+    (Meeting._speakers on SpeakingCalibration's probabilities; a lone face by its own
+    fit), or to no one when the speaker has no tile."""
+    rule = Meeting(None, calibration=calibration)
+    right = 0
+    windows = by_window(rows)
+    for idx in windows.values():
+        if len(idx) == 1:
+            probs = {idx[0]: calibration.probability(logit[idx[0]], None)}
+        else:
+            lead = leads({i: evidence[i] for i in idx})
+            probs = {i: calibration.probability(evidence[i], lead[i]) for i in idx}
+        said = rule._speakers(probs)
+        right += all((i in said) == rows[i]["truth"] for i in idx)
     return right / max(len(windows), 1)
+
+
+def fit_speaking(rows: list[dict], key: str, voices: dict, base: SpeakingCalibration
+                 ) -> dict:
+    """Per weight of the voice contrast (VOICE_WEIGHTS), the logistic fit of P on the
+    evidence and its margin, and its attribution; the best weight's fit first."""
+    y = np.array([r["truth"] for r in rows])
+    logit = np.array([r[key] for r in rows])
+    contrast = contrasts(rows, key, voices)
+    fits = []
+    for weight in VOICE_WEIGHTS if voices else (0.0,):
+        evidence = logit + weight * contrast
+        x, keep = features(rows, evidence)
+        lr = LogisticRegression(C=1.0).fit(x, y[keep])
+        cal = replace(base, a=float(lr.coef_[0, 0]), b=float(lr.coef_[0, 1]),
+                      c=float(lr.intercept_[0]), voice=weight)
+        fits.append({"voice": weight, "a": cal.a, "b": cal.b, "c": cal.c,
+                     "auc_evidence": roc_auc_score(y[keep], x[:, 0]),
+                     "auc_fitted": roc_auc_score(y[keep], lr.predict_proba(x)[:, 1]),
+                     "attribution_fitted": attribution(rows, evidence, logit, cal)})
+    best = max(fits, key=lambda f: (f["attribution_fitted"], -f["voice"]))
+    return {**best, "by_voice_weight": fits,
+            "attribution_logit_above_0": attribution(
+                rows, logit, logit, SpeakingCalibration(a=1.0, b=0.0, c=0.0))}
 
 
 def main() -> int:
@@ -264,34 +348,37 @@ def main() -> int:
         rows = json.loads((out / "rows.json").read_text())
         log.info("reusing the %d rows of %s (--recollect scores the videos again)", len(rows),
                  out / "rows.json")
+        voices = dict(np.load(out / "voices.npz")) if (out / "voices.npz").is_file() else {}
     else:
         models = {w: ActiveSpeakerModel.load(weights=w) for w in args.weights}
-        rows = collect(analyzer, manifest, videos, models, tuple(args.seconds))
+        voices = {}
+        rows = collect(analyzer, manifest, videos, models, tuple(args.seconds), voices)
         (out / "rows.json").write_text(json.dumps(rows))
-    y = np.array([r["truth"] for r in rows])
+        np.savez(out / "voices.npz", **voices)
+    if not voices:
+        log.info("no voice features saved with these rows: fitting without the voice "
+                 "contrast (--recollect keeps them)")
+    kept = json.loads(CALIBRATION.read_text()) if CALIBRATION.is_file() else {}
+    base = SpeakingCalibration.load()
     report = {}
     for key in [k for k in rows[0] if k not in ("video", "window", "pid", "truth")]:
-        x = features(rows, key)
-        lr = LogisticRegression(C=1.0).fit(x, y)
-        prob = lr.predict_proba(x)[:, 1]
-        report[key] = {"auc_logit": roc_auc_score(y, x[:, 0]), "auc_fitted": roc_auc_score(y, prob),
-                       "attribution_fitted": attribution(rows, prob),
-                       "attribution_logit_above_0": attribution(rows, (x[:, 0] > 0).astype(float)),
-                       "a": float(lr.coef_[0, 0]), "b": float(lr.coef_[0, 1]),
-                       "c": float(lr.intercept_[0])}
-        log.info("%-15s AUC %.3f (fitted %.3f), attribution fitted %.3f, logit>0 %.3f", key,
-                 report[key]["auc_logit"], report[key]["auc_fitted"],
-                 report[key]["attribution_fitted"], report[key]["attribution_logit_above_0"])
+        # the lone face's fit belongs to the weights it was made with
+        r = report[key] = fit_speaking(
+            rows, key, voices, base if key == kept.get("weights") else
+            replace(base, alone_a=None, alone_c=None))
+        log.info("%-15s voice %g: AUC %.3f (fitted %.3f), attribution fitted %.3f (voice 0: "
+                 "%.3f), logit>0 %.3f", key, r["voice"], r["auc_evidence"], r["auc_fitted"],
+                 r["attribution_fitted"], r["by_voice_weight"][0]["attribution_fitted"],
+                 r["attribution_logit_above_0"])
     report["rows"] = len(rows)
-    report["speakers"] = int(y.sum())
+    report["speakers"] = sum(r["truth"] for r in rows)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     if args.write:
         best = max((k for k in ("ava", "talkset") if k in report),
                    key=lambda k: report[k]["attribution_fitted"])
         r = report[best]
-        kept = json.loads(CALIBRATION.read_text()) if CALIBRATION.is_file() else {}
         CALIBRATION.write_text(json.dumps(
-            {"weights": best, "a": r["a"], "b": r["b"], "c": r["c"],
+            {"weights": best, "a": r["a"], "b": r["b"], "c": r["c"], "voice": r["voice"],
              "fitted_on": f"{args.meetings} composed meetings (seed {args.seed}), {len(rows)} "
                           f"participant-windows; attribution {r['attribution_fitted']:.3f}",
              **({"alone": kept["alone"]} if "alone" in kept and best == kept.get("weights")

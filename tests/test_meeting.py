@@ -4,6 +4,8 @@ no face makes goes to the unseen lane, a participant off screen is absent."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -214,3 +216,79 @@ def test_speech_beside_a_lone_face_that_does_not_move_goes_to_the_unseen_lane():
     lane = out["participants"][0]["timeline"]
     assert lane[0]["role"] == "speaking" and lane[1]["role"] == "listening"
     assert [w["start"] for w in out["unseen_speaker"]["timeline"]] == [3.0]
+
+
+# ------------------------------------------------------------------ voice contrast
+def two_voices(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n windows' voice features, voices A and B in turn (A first), and which are A's."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(2, 48))
+    is_a = np.arange(n) % 2 == 0
+    return np.where(is_a[:, None], a, b) + rng.normal(0, 0.2, (n, 48)), is_a
+
+
+def test_voice_contrast_tells_a_speaker_from_lips_that_always_move(monkeypatch):
+    from emotion.serve import meeting
+
+    voices, is_a = two_voices(12)
+    rng = np.random.default_rng(1)
+    logits = np.stack([np.where(is_a, 2.0, -2.0),          # speaks when A is heard
+                       np.full(12, 3.0),                    # lips move all along
+                       np.where(is_a, -1.0, 1.0)], 1) + rng.normal(0, 0.1, (12, 3))
+    logits[[4, 5], 2] = np.nan                              # off screen twice
+    out = meeting.voice_contrast(voices, logits)
+    assert np.all(out[is_a, 0] > 3.0) and np.all(out[~is_a, 0] < -3.0)
+    assert np.all(np.abs(out[:, 1]) < 0.5)
+    assert np.isnan(out[[4, 5], 2]).all() and np.all(out[~is_a & ~np.isnan(logits[:, 2]), 2] > 1)
+    # the same in chunks of a few rows (a long recording's likeness, a slice at a time)
+    monkeypatch.setattr(meeting, "CHUNK", 5)
+    np.testing.assert_allclose(meeting.voice_contrast(voices, logits), out)
+    # one voice all along: nothing to compare with, no contrast
+    same = np.repeat(voices[:1], 6, axis=0)
+    assert np.all(meeting.voice_contrast(same, logits[:6])[~np.isnan(logits[:6])] == 0.0)
+
+
+class LipsByLight:
+    """A face's logit grows with how bright its crops are (the test sets each one's)."""
+
+    def score(self, faces: np.ndarray, mfcc: np.ndarray) -> np.ndarray:
+        return (faces.mean(axis=(2, 3)) - 128) / 40
+
+
+def test_a_face_whose_lips_always_move_is_not_credited_with_another_voice():
+    """LEFT speaks with voice A and moves its lips all along; RIGHT speaks, barely moving,
+    with voice B. By the logits alone LEFT is credited with both voices; weighing in how
+    each face scores when the other voice is heard gives B to RIGHT."""
+    voices, is_a = two_voices(8)
+    levels = {True: {LEFT: 200, RIGHT: 40}, False: {LEFT: 200, RIGHT: 170}}
+
+    def run(calibration):
+        m = Meeting(LipsByLight(), calibration=calibration)
+        for k in range(8):
+            w, faces, emb = window(k, [LEFT, RIGHT], None, True)
+            for box, level in levels[bool(is_a[k])].items():
+                for g in w.gray:
+                    g[:, int(box[0]) - 20:int(box[2]) + 20] = level
+            m.observe(w, faces, emb, np.ones(128, np.float32), voice=voices[k])
+        out = m.finish(FakeScorer(), hop=3.0)
+        left, right = sorted(out["participants"], key=lambda p: p["box"][0])
+        return ([w["role"] == "speaking" for w in left["timeline"]],
+                [w["role"] == "speaking" for w in right["timeline"]])
+
+    plain = SpeakingCalibration(a=1.0, b=1.0, c=-1.0)
+    left, right = run(plain)
+    assert all(left) and not any(right)
+    left, right = run(replace(plain, voice=1.0))
+    assert left == list(is_a) and right == list(~is_a)
+
+
+def test_a_calibration_file_without_the_voice_weight_means_the_logit_alone(tmp_path):
+    import json
+
+    fit = {"weights": "talkset", "a": 0.3, "b": 1.1, "c": -0.6, "fitted_on": "test"}
+    (tmp_path / "old.json").write_text(json.dumps(fit))
+    (tmp_path / "new.json").write_text(json.dumps({**fit, "voice": 3.0}))
+    old = SpeakingCalibration.load(tmp_path / "old.json")
+    new = SpeakingCalibration.load(tmp_path / "new.json")
+    assert old.voice == 0.0 and old.evidence(1.0, 2.0) == 1.0
+    assert new.voice == 3.0 and new.evidence(1.0, 2.0) == 7.0

@@ -14,7 +14,9 @@ batch. Per window:
 :meth:`Meeting.finish` merges and numbers the participants, turns the logits
 into the probability that each one speaks (:class:`SpeakingCalibration`, fitted on
 composed meetings: relative to the others on screen, since a film's speaker can
-score below 0; a face alone on screen by a fit of its own, on one-face videos), and
+score below 0, and to the same face's scores when other voices speak
+(:func:`voice_contrast`), since a face whose lips move all along scores high
+whoever is heard; a face alone on screen by a fit of its own, on one-face videos), and
 scores each participant's window: fused with the window's
 voice when they are its speaker, image only when they listen. Speech that no
 face on screen is credited with goes to the ``unseen_speaker`` lane (a camera
@@ -51,10 +53,12 @@ ALONE_MARGIN = 3.0  # the margin of a face with no one else on screen
 
 @dataclass(frozen=True)
 class SpeakingCalibration:
-    """P(speaking) = sigmoid(a * logit + b * min(margin, 3) + c), where logit is the
-    participant's mean active-speaker logit over the window and margin its lead over
-    the best other face on screen; fitted on composed meetings
-    (bench/asd_calibration.py).
+    """P(speaking) = sigmoid(a * evidence + b * min(margin, 3) + c), where evidence is the
+    participant's mean active-speaker logit over the window plus `voice` times its
+    :func:`voice_contrast` (how much higher the same face scores when voices like this
+    window's are heard than when others are), and margin the evidence's lead over the
+    best other face on screen; fitted on composed meetings (bench/asd_calibration.py).
+    A fit made before the contrast has voice = 0: the logit alone.
 
     A face alone on screen has no margin: sigmoid(alone_a * logit + alone_c), fitted
     on one-face videos (a clip with its own sound against its still frame with
@@ -68,6 +72,7 @@ class SpeakingCalibration:
     fitted_on: str = "default"
     alone_a: float | None = None
     alone_c: float | None = None
+    voice: float = 0.0
 
     @classmethod
     def load(cls, path: str | Path = CALIBRATION) -> SpeakingCalibration:
@@ -77,16 +82,78 @@ class SpeakingCalibration:
         d = json.loads(p.read_text())
         alone = d.get("alone") or {}
         return cls(**{k: d[k] for k in ("a", "b", "c", "weights", "fitted_on")},
-                   alone_a=alone.get("a"), alone_c=alone.get("c"))
+                   voice=d.get("voice", 0.0), alone_a=alone.get("a"), alone_c=alone.get("c"))
 
-    def probability(self, logit: float, margin: float | None) -> float:
-        """`margin` None: the face is alone on screen."""
+    def evidence(self, logit: float, contrast: float) -> float:
+        return logit + self.voice * contrast
+
+    def probability(self, evidence: float, margin: float | None) -> float:
+        """`margin` None: the face is alone on screen (`evidence` is then its logit)."""
         if margin is None and self.alone_a is not None and self.alone_c is not None:
-            z = self.alone_a * logit + self.alone_c
+            z = self.alone_a * evidence + self.alone_c
         else:
-            z = self.a * logit + self.b * min(ALONE_MARGIN if margin is None else margin,
-                                              ALONE_MARGIN) + self.c
+            z = self.a * evidence + self.b * capped(margin) + self.c
         return float(1 / (1 + np.exp(-np.clip(z, -50, 50))))
+
+
+def capped(margin: float | None) -> float:
+    return min(ALONE_MARGIN if margin is None else margin, ALONE_MARGIN)
+
+
+def leads(values: dict) -> dict:
+    """Each key's lead over the best other value (None when it is the only one)."""
+    out = {}
+    for k, v in values.items():
+        others = [u for j, u in values.items() if j != k]
+        out[k] = v - max(others) if others else None
+    return out
+
+
+# Voice likeness weights windows by max(cosine, 0)^VOICE_POWER: 1 did at least as well
+# as 2 and 4 on 36 calibration meetings (seed 1; README, "Who is speaking").
+VOICE_POWER = 1.0
+# Of the recording's speech windows, this many rows of likeness at a time (memory: a few
+# arrays of CHUNK x windows floats, 25 MB each for a 10-hour recording's 12,000 windows).
+CHUNK = 256
+
+
+def voice_contrast(voices: np.ndarray, logits: np.ndarray, power: float = VOICE_POWER
+                   ) -> np.ndarray:
+    """How much more each participant looks like speaking when this voice is heard than
+    when other voices are: (n, K) for a recording's n speech windows and K participants.
+
+    `voices` (n, d): each speech window's voice features; `logits` (n, K): the
+    participants' active-speaker logits, NaN where they are not on screen. Voices are
+    compared by the cosine of their features less the recording's mean (so that what
+    every window shares does not count). For window i
+    and participant k: the mean of k's logits over the windows, each weighted by
+    max(cos, 0)^power (window i itself by 1), less their mean weighted by
+    max(-cos, 0)^power (windows of unlike voices). A face whose lips move all along
+    (a muted talker, someone chewing) scores high whichever voice is heard, so its
+    contrast is near 0; a speaker's face scores higher with their own voice. 0 where k
+    was never on screen while an unlike voice spoke; NaN where k is not on screen."""
+    n, k = logits.shape
+    out = np.full((n, k), np.nan)
+    if n == 0 or k == 0:
+        return out
+    x = np.asarray(voices, np.float64)
+    x = x - x.mean(0)
+    x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-9
+    present = ~np.isnan(logits)
+    values = np.where(present, logits, 0.0)
+    for lo in range(0, n, CHUNK):
+        cos = x[lo:lo + CHUNK] @ x.T
+        rows = np.arange(cos.shape[0])
+        like = np.clip(cos, 0, 1) ** power
+        like[rows, lo + rows] = 1.0
+        unlike = np.clip(-cos, 0, 1) ** power
+        unlike[rows, lo + rows] = 0.0
+        mean_like = (like @ values) / np.maximum(like @ present, 1e-9)
+        weight = unlike @ present
+        mean_unlike = np.where(weight > 0.05, (unlike @ values) / np.maximum(weight, 1e-9),
+                               mean_like)
+        out[lo:lo + CHUNK] = np.where(present[lo:lo + CHUNK], mean_like - mean_unlike, np.nan)
+    return out
 
 
 @dataclass
@@ -218,9 +285,10 @@ class Meeting:
                 return rec.audio
             return embed_voice(rec.voice[None], contexts.setdefault(who, VoiceContext()))[0]
 
-        for rec in self.windows:
-            merged = self._merge(rec, final)
-            probs = self._probabilities(merged, rec.audio is not None)
+        merged_all = [self._merge(rec, final) for rec in self.windows]
+        contrasts = self._contrasts(merged_all, n)
+        for rec, merged, contrast in zip(self.windows, merged_all, contrasts, strict=True):
+            probs = self._probabilities(merged, rec.audio is not None, contrast)
             speakers = {k for k in self._speakers(probs) if k in merged}
             if rec.audio is None:
                 speakers = set()
@@ -258,15 +326,39 @@ class Meeting:
                 m.logit = s.logit if m.logit is None else max(m.logit, s.logit)
         return out
 
-    def _probabilities(self, merged: dict[int, _Seen], speech: bool) -> dict[int, float]:
+    def _contrasts(self, merged_all: list[dict[int, _Seen]], n: int) -> list[dict[int, float]]:
+        """Per window, each scored participant's :func:`voice_contrast` (empty for windows
+        without speech, voice features or scores; all of them when the calibration does
+        not use it)."""
+        out: list[dict[int, float]] = [{} for _ in merged_all]
+        if not self.calibration.voice:
+            return out
+        rows = [i for i, (rec, merged) in enumerate(zip(self.windows, merged_all, strict=True))
+                if rec.audio is not None and rec.voice is not None
+                and any(s.logit is not None for s in merged.values())]
+        if not rows:
+            return out
+        logits = np.full((len(rows), n), np.nan)
+        for r, i in enumerate(rows):
+            for k, s in merged_all[i].items():
+                if s.logit is not None:
+                    logits[r, k] = s.logit
+        values = voice_contrast(np.stack([self.windows[i].voice for i in rows]), logits)
+        for r, i in enumerate(rows):
+            out[i] = {k: float(v) for k, v in enumerate(values[r]) if not np.isnan(v)}
+        return out
+
+    def _probabilities(self, merged: dict[int, _Seen], speech: bool,
+                       contrast: dict[int, float] | None = None) -> dict[int, float]:
         if not speech:
             return {}
+        cal = self.calibration
         logits = {k: s.logit for k, s in merged.items() if s.logit is not None}
-        out = {}
-        for k, lg in logits.items():
-            others = [v for j, v in logits.items() if j != k]
-            out[k] = self.calibration.probability(lg, lg - max(others) if others else None)
-        return out
+        if len(logits) == 1:        # alone on screen: the lone face's own fit
+            return {k: cal.probability(lg, None) for k, lg in logits.items()}
+        evidence = {k: cal.evidence(lg, (contrast or {}).get(k, 0.0)) for k, lg in logits.items()}
+        margins = leads(evidence)
+        return {k: cal.probability(ev, margins[k]) for k, ev in evidence.items()}
 
     def _speakers(self, probs: dict[int, float]) -> set[int]:
         """Who speaks in a window: the likeliest participant when sure enough, and any
