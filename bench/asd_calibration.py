@@ -263,7 +263,8 @@ def attribution(rows: list[dict], evidence: np.ndarray, logit: np.ndarray,
 def fit_speaking(rows: list[dict], key: str, voices: dict, base: SpeakingCalibration
                  ) -> dict:
     """Per weight of the voice contrast (VOICE_WEIGHTS), the logistic fit of P on the
-    evidence and its margin, and its attribution; the best weight's fit first."""
+    evidence and its margin, and its attribution: the best weight's fit, with every
+    weight's under "by_voice_weight"."""
     y = np.array([r["truth"] for r in rows])
     logit = np.array([r[key] for r in rows])
     contrast = contrasts(rows, key, voices)

@@ -125,10 +125,10 @@ def voice_contrast(voices: np.ndarray, logits: np.ndarray, power: float = VOICE_
     `voices` (n, d): each speech window's voice features; `logits` (n, K): the
     participants' active-speaker logits, NaN where they are not on screen. Voices are
     compared by the cosine of their features less the recording's mean (so that what
-    every window shares does not count). For window i
-    and participant k: the mean of k's logits over the windows, each weighted by
-    max(cos, 0)^power (window i itself by 1), less their mean weighted by
-    max(-cos, 0)^power (windows of unlike voices). A face whose lips move all along
+    every window shares does not count). For window i and participant k: the mean of
+    k's logits over the windows, each weighted by max(cos, 0)^power (window i itself
+    by 1), less their mean weighted by max(-cos, 0)^power (windows of unlike
+    voices). A face whose lips move all along
     (a muted talker, someone chewing) scores high whichever voice is heard, so its
     contrast is near 0; a speaker's face scores higher with their own voice. 0 where k
     was never on screen while an unlike voice spoke; NaN where k is not on screen."""
