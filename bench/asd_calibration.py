@@ -80,9 +80,7 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
         find_faces = analyzer.recording_faces()     # the analysis' own face finding
         for w in analyzer._iter(videos / m["video"], use_video=True):
             faces, emb = find_faces(w.frames)
-            voice = analyzer.embedder.speech_features(
-                w.audio, analyzer.embedder.audio_params.sample_rate)
-            audio = None if voice is None else analyzer.embedder.embed_features(voice[None])[0]
+            voice, audio = analyzer.window_voice(w.audio)
             meeting.observe(w, faces, emb, audio)
             seen = meeting.windows[-1].seen
             turn = meeting_eval._turn_at(m, (w.start + w.end) / 2)

@@ -213,6 +213,14 @@ class Analyzer:
         return self.embedder.audio_embedding(y, self.embedder.audio_params.sample_rate,
                                              context)
 
+    def window_voice(self, y: np.ndarray | None
+                     ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """A video window's (voice features, embedding), both None when the speech gate
+        hears no one: a meeting keeps the features to compare voices and to embed them
+        again against each participant's own earlier windows."""
+        voice = self.embedder.speech_features(y, self.embedder.audio_params.sample_rate)
+        return voice, None if voice is None else self.embedder.embed_features(voice[None])[0]
+
     # ------------------------------------------------------------ scoring
     def _score(self, image: np.ndarray | None, audio: np.ndarray | None) -> dict:
         return self._score_many([(image, audio)])[0]
@@ -363,8 +371,7 @@ class Analyzer:
             # the window's own face, as before participants: each frame's largest
             rows = np.cumsum([0] + [len(fs) for fs in faces[:-1]])[[bool(fs) for fs in faces]]
             img = emb[rows].mean(0) if len(rows) else None
-            voice = self.embedder.speech_features(w.audio, self.embedder.audio_params.sample_rate)
-            audio = None if voice is None else self.embedder.embed_features(voice[None])[0]
+            voice, audio = self.window_voice(w.audio)
             timeline.append(self._window(w, img, audio, face_detected=any(
                 fs[0].detected for fs in faces if fs)))
             meeting.observe(w, faces, emb, audio, voice)
