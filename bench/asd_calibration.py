@@ -9,11 +9,13 @@ evaluation's), runs the analysis' own face finding and tracking on them, and
 scores every participant of every speech window with both shipped weights (AVA
 and TalkSet; audio-visual and visual-only heads). Per weights it fits the
 speaking probability P = sigmoid(a evidence + b min(margin, 3) + c) by logistic
-regression on the windows with two faces or more, where evidence = logit + voice x
-the face's voice contrast (emotion.serve.meeting.voice_contrast, over each video's
-scored windows) and margin the evidence's lead over the best other face; `voice` is
-the one of VOICE_WEIGHTS whose fit credits the most speech windows right by the
-analysis' own rule. It reports AUC and speaker attribution (speech windows credited
+regression on the windows with two faces or more, where evidence = score + voice x
+the face's voice contrast (emotion.serve.meeting.voice_contrast of the scores, over
+each video's scored windows), score = logit + sync x the face's lip sync
+(emotion.media.speaker_inputs.lip_sync, the analysis' own, over the whole window) and
+margin the evidence's lead over the best other face; `sync` and `voice` are the pair
+of SYNC_WEIGHTS and VOICE_WEIGHTS whose fit credits the most speech windows right by
+the analysis' own rule. It reports AUC and speaker attribution (speech windows credited
 to exactly the right participant, or to no one when the speaker has no tile) with
 the fitted and the 0-threshold rules. --write saves the chosen weights' fit as
 emotion/serve/speaking_calibration.json.
@@ -53,6 +55,7 @@ from emotion.serve.meeting import (
     leads,
     speaker_inputs,
     voice_contrast,
+    window_sync,
 )
 from emotion.stages import meeting_eval
 from emotion.stages.video_eval import face_files
@@ -61,6 +64,9 @@ log = logging.getLogger("asd_calibration")
 
 # Weights of the voice contrast in the speaking evidence, tried in turn (0: the logit alone).
 VOICE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
+# Weights of the lip sync added to the logit of a face beside others, tried with each.
+SYNC_WEIGHTS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+NOT_SCORES = ("video", "window", "pid", "truth", "sync")
 
 
 def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict,
@@ -83,6 +89,8 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
             voice, audio = analyzer.window_voice(w.audio)
             meeting.observe(w, faces, emb, audio)
             seen = meeting.windows[-1].seen
+            for s in seen.values():             # the analysis measures it with its model
+                s.sync = window_sync(w, s) if audio is not None else None
             turn = meeting_eval._turn_at(m, (w.start + w.end) / 2)
             if audio is None or not seen or turn is None:
                 continue
@@ -105,6 +113,7 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
                             if meeting_eval._inside(box, sh["rect"])), None)
                 raw.append({"video": m["video"], "window": len(meeting.windows) - 1, "pid": pid,
                             "truth": who is not None and who == turn["speaker"],
+                            "sync": np.nan if s.sync is None else s.sync,
                             **{k: float(v[j]) for k, v in scores.items()}})
         final = meeting.tracker.finish()
         merged: dict[tuple, dict] = {}
@@ -117,7 +126,8 @@ def collect(analyzer: Analyzer, manifest: list[dict], videos: Path, models: dict
                 merged[key] = {**r, "pid": k}
             else:
                 old = merged[key]
-                merged[key] = {**{n: max(old[n], r[n]) for n in r if isinstance(r[n], float)},
+                merged[key] = {**{n: float(np.fmax(old[n], r[n])) for n in r
+                                  if isinstance(r[n], float)},
                                "video": r["video"], "window": r["window"], "pid": k,
                                "truth": old["truth"] or r["truth"]}
         rows += merged.values()
@@ -205,9 +215,10 @@ def by_window(rows: list[dict]) -> dict[tuple, list[int]]:
     return out
 
 
-def contrasts(rows: list[dict], key: str, voices: dict) -> np.ndarray:
+def contrasts(rows: list[dict], scores: np.ndarray, voices: dict) -> np.ndarray:
     """Each row's voice contrast (emotion.serve.meeting.voice_contrast, the analysis' own)
-    among its video's scored windows; 0 where the window's voice features are missing."""
+    of its `scores` among its video's scored windows; 0 where the window's voice features
+    are missing."""
     out = np.zeros(len(rows))
     videos: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
@@ -218,7 +229,7 @@ def contrasts(rows: list[dict], key: str, voices: dict) -> np.ndarray:
         pids = sorted({rows[i]["pid"] for i in idx})
         logits = np.full((len(windows), len(pids)), np.nan)
         for i in idx:
-            logits[windows.index(rows[i]["window"]), pids.index(rows[i]["pid"])] = rows[i][key]
+            logits[windows.index(rows[i]["window"]), pids.index(rows[i]["pid"])] = scores[i]
         values = voice_contrast(np.stack([voices[f"{video}:{w}"] for w in windows]), logits)
         for i in idx:
             out[i] = values[windows.index(rows[i]["window"]), pids.index(rows[i]["pid"])]
@@ -260,27 +271,55 @@ def attribution(rows: list[dict], evidence: np.ndarray, logit: np.ndarray,
 
 def fit_speaking(rows: list[dict], key: str, voices: dict, base: SpeakingCalibration
                  ) -> dict:
-    """Per weight of the voice contrast (VOICE_WEIGHTS), the logistic fit of P on the
-    evidence and its margin, and its attribution: the best weight's fit, with every
-    weight's under "by_voice_weight"."""
+    """Per weight of the lip sync (SYNC_WEIGHTS) and of the voice contrast
+    (VOICE_WEIGHTS), the logistic fit of P on the evidence and its margin, and its
+    attribution: the best pair's fit, with every pair's under "by_weights" (the
+    analysis' score of a face beside others is its logit plus sync x its lip sync,
+    SpeakingCalibration.score; the contrast is taken of those scores)."""
     y = np.array([r["truth"] for r in rows])
     logit = np.array([r[key] for r in rows])
-    contrast = contrasts(rows, key, voices)
+    sync = np.nan_to_num(np.array([r.get("sync", np.nan) for r in rows], np.float64))
+    beside = np.zeros(len(rows), bool)
+    for idx in by_window(rows).values():
+        beside[idx] = len(idx) > 1
     fits = []
-    for weight in VOICE_WEIGHTS if voices else (0.0,):
-        evidence = logit + weight * contrast
-        x, keep = features(rows, evidence)
-        lr = LogisticRegression(C=1.0).fit(x, y[keep])
-        cal = replace(base, a=float(lr.coef_[0, 0]), b=float(lr.coef_[0, 1]),
-                      c=float(lr.intercept_[0]), voice=weight)
-        fits.append({"voice": weight, "a": cal.a, "b": cal.b, "c": cal.c,
-                     "auc_evidence": roc_auc_score(y[keep], x[:, 0]),
-                     "auc_fitted": roc_auc_score(y[keep], lr.predict_proba(x)[:, 1]),
-                     "attribution_fitted": attribution(rows, evidence, logit, cal)})
-    best = max(fits, key=lambda f: (f["attribution_fitted"], -f["voice"]))
-    return {**best, "by_voice_weight": fits,
+    for sync_weight in SYNC_WEIGHTS if sync.any() else (0.0,):
+        score = logit + sync_weight * sync * beside
+        contrast = contrasts(rows, score, voices)
+        for weight in VOICE_WEIGHTS if voices else (0.0,):
+            evidence = score + weight * contrast
+            x, keep = features(rows, evidence)
+            lr = LogisticRegression(C=1.0).fit(x, y[keep])
+            cal = replace(base, a=float(lr.coef_[0, 0]), b=float(lr.coef_[0, 1]),
+                          c=float(lr.intercept_[0]), voice=weight, sync=sync_weight)
+            fits.append({"sync": sync_weight, "voice": weight, "a": cal.a, "b": cal.b,
+                         "c": cal.c, "auc_evidence": roc_auc_score(y[keep], x[:, 0]),
+                         "auc_fitted": roc_auc_score(y[keep], lr.predict_proba(x)[:, 1]),
+                         "attribution_fitted": attribution(rows, evidence, logit, cal)})
+    best = max(fits, key=lambda f: (f["attribution_fitted"], -f["sync"], -f["voice"]))
+    return {**best, "by_weights": fits,
+            "attribution_logit_only": next(f["attribution_fitted"] for f in fits
+                                           if f["sync"] == 0 and f["voice"] == 0),
+            "attribution_without_sync": max(f["attribution_fitted"] for f in fits
+                                            if f["sync"] == 0),
             "attribution_logit_above_0": attribution(
                 rows, logit, logit, SpeakingCalibration(a=1.0, b=0.0, c=0.0))}
+
+
+def pooled(rows: list[dict], voices: dict, others: list[str], described: str
+           ) -> tuple[list[dict], dict, str]:
+    """These rows and voices with those of other --out folders (`others`), whose videos
+    are named after their folder so that no two meetings share a name."""
+    parts = [described]
+    for folder in map(Path, others):
+        more = json.loads((folder / "rows.json").read_text())
+        manifest = json.loads((folder / "videos" / "meetings.json").read_text())
+        rows = rows + [{**r, "video": f"{folder.name}/{r['video']}"} for r in more]
+        if (folder / "voices.npz").is_file():
+            voices = {**voices, **{f"{folder.name}/{k}": v
+                                   for k, v in np.load(folder / "voices.npz").items()}}
+        parts.append(f"{len(manifest)} of {folder}")
+    return rows, voices, " and ".join(parts)
 
 
 def main() -> int:
@@ -294,6 +333,9 @@ def main() -> int:
     p.add_argument("--out", default="results/asd_calibration")
     p.add_argument("--write", action="store_true", help="save the chosen fit")
     p.add_argument("--recollect", action="store_true", help="score the videos again")
+    p.add_argument("--pool", nargs="+", default=[],
+                   help="other --out folders of this script (other seeds) whose rows are "
+                        "fitted together with these")
     p.add_argument("--weights", nargs="+", default=["ava", "talkset"], help="weights to score")
     p.add_argument("--alone", action="store_true",
                    help="fit a face alone on screen instead (one-face videos of every clip)")
@@ -354,20 +396,23 @@ def main() -> int:
         rows = collect(analyzer, manifest, videos, models, tuple(args.seconds), voices)
         (out / "rows.json").write_text(json.dumps(rows))
         np.savez(out / "voices.npz", **voices)
+    rows, voices, described = pooled(rows, voices, args.pool,
+                                     f"{len(manifest)} composed meetings (seed {args.seed})")
     if not voices:
         log.info("no voice features saved with these rows: fitting without the voice "
                  "contrast (--recollect keeps them)")
     kept = json.loads(CALIBRATION.read_text()) if CALIBRATION.is_file() else {}
     base = SpeakingCalibration.load()
     report = {}
-    for key in [k for k in rows[0] if k not in ("video", "window", "pid", "truth")]:
+    for key in [k for k in rows[0] if k not in NOT_SCORES]:
         # the lone face's fit belongs to the weights it was made with
         r = report[key] = fit_speaking(
             rows, key, voices, base if key == kept.get("weights") else
             replace(base, alone_a=None, alone_c=None))
-        log.info("%-15s voice %g: AUC %.3f (fitted %.3f), attribution fitted %.3f (voice 0: "
-                 "%.3f), logit>0 %.3f", key, r["voice"], r["auc_evidence"], r["auc_fitted"],
-                 r["attribution_fitted"], r["by_voice_weight"][0]["attribution_fitted"],
+        log.info("%-15s sync %g, voice %g: AUC %.3f (fitted %.3f), attribution fitted %.3f "
+                 "(without sync %.3f, logit alone %.3f), logit>0 %.3f", key, r["sync"],
+                 r["voice"], r["auc_evidence"], r["auc_fitted"], r["attribution_fitted"],
+                 r["attribution_without_sync"], r["attribution_logit_only"],
                  r["attribution_logit_above_0"])
     report["rows"] = len(rows)
     report["speakers"] = sum(r["truth"] for r in rows)
@@ -378,7 +423,8 @@ def main() -> int:
         r = report[best]
         CALIBRATION.write_text(json.dumps(
             {"weights": best, "a": r["a"], "b": r["b"], "c": r["c"], "voice": r["voice"],
-             "fitted_on": f"{args.meetings} composed meetings (seed {args.seed}), {len(rows)} "
+             "sync": r["sync"],
+             "fitted_on": f"{described}, {len(rows)} "
                           f"participant-windows; attribution {r['attribution_fitted']:.3f}",
              **({"alone": kept["alone"]} if "alone" in kept and best == kept.get("weights")
                 else {})},

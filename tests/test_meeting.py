@@ -292,3 +292,62 @@ def test_a_calibration_file_without_the_voice_weight_means_the_logit_alone(tmp_p
     new = SpeakingCalibration.load(tmp_path / "new.json")
     assert old.voice == 0.0 and old.evidence(1.0, 2.0) == 1.0
     assert new.voice == 3.0 and new.evidence(1.0, 2.0) == 7.0
+
+
+def test_the_face_whose_mouth_moves_with_the_sound_is_credited():
+    """Both faces move their lips all along, LEFT a little brighter (a higher logit); the
+    sound rises and falls with RIGHT's mouth. By the logits alone LEFT is credited;
+    with the lip sync weighed in, RIGHT."""
+    from emotion.media.speaker_inputs import MOUTH
+
+    def mouth_frames(rng, n=75):
+        on, t, talking = np.zeros(n), 0, bool(rng.integers(2))
+        while t < n:
+            k = int(rng.integers(3, 8))
+            on[t:t + k], t, talking = talking, t + k, not talking
+        return on
+
+    def run(calibration):
+        m = Meeting(LipsByLight(), calibration=calibration)
+        rng = np.random.default_rng(3)
+        for k in range(4):
+            w, faces, emb = window(k, [LEFT, RIGHT], None, True)
+            talk = {LEFT: mouth_frames(rng), RIGHT: mouth_frames(rng)}
+            level = np.repeat(np.r_[0.0, talk[RIGHT][:-1]] * 0.3 + 0.001, SR // 25)
+            w.audio = (rng.normal(size=len(level)) * level).astype(np.float32)
+            w.gray = []
+            for t in range(75):
+                g = np.full((H, W), 40, np.uint8)
+                for box, bright in ((LEFT, 200), (RIGHT, 180)):
+                    x1, y1, x2, y2 = box
+                    g[:, int(x1) - 20:int(x2) + 20] = bright
+                    s, cx, cy = (x2 - x1) / 2, (x1 + x2) / 2, (y1 + y2) / 2
+                    half = int(rng.uniform(0.05, 0.2) * s) if talk[box][t] else 0
+                    mid = int(cy + (MOUTH[1] + MOUTH[3]) / 2 * s)
+                    g[mid - half:mid + half + 1, int(cx - 0.3 * s):int(cx + 0.3 * s)] = 20
+                w.gray.append(g)
+            m.observe(w, faces, emb, np.ones(128, np.float32))
+        out = m.finish(FakeScorer(), hop=3.0)
+        left, right = sorted(out["participants"], key=lambda p: p["box"][0])
+        return left["timeline"], right["timeline"]
+
+    plain = SpeakingCalibration(a=1.0, b=1.0, c=-1.0)
+    left, right = run(plain)
+    assert all(w["role"] == "speaking" for w in left)
+    assert not any(w["role"] == "speaking" for w in right)
+    assert all(r["lip_sync"] > 0.4 > lf["lip_sync"] for lf, r in zip(left, right, strict=True))
+    left, right = run(replace(plain, sync=3.0))
+    assert all(w["role"] == "speaking" for w in right)
+    assert not any(w["role"] == "speaking" for w in left)
+
+
+def test_a_calibration_file_without_the_sync_weight_leaves_the_logit_alone(tmp_path):
+    import json
+
+    fit = {"weights": "talkset", "a": 0.3, "b": 1.1, "c": -0.6, "fitted_on": "test"}
+    (tmp_path / "old.json").write_text(json.dumps(fit))
+    (tmp_path / "new.json").write_text(json.dumps({**fit, "sync": 3.0}))
+    old = SpeakingCalibration.load(tmp_path / "old.json")
+    new = SpeakingCalibration.load(tmp_path / "new.json")
+    assert old.sync == 0.0 and old.score(1.0, 0.5) == 1.0
+    assert new.sync == 3.0 and new.score(1.0, 0.5) == 2.5 and new.score(1.0, None) == 1.0

@@ -11,7 +11,16 @@ import pytest
 import python_speech_features
 
 from emotion.core.errors import ArtifactError, MediaError
-from emotion.media.speaker_inputs import asd_crop, mfcc, smooth_boxes, track_crops
+from emotion.media.speaker_inputs import (
+    SYNC_LEAD,
+    asd_crop,
+    lip_sync,
+    loudness,
+    mfcc,
+    mouth_motion,
+    smooth_boxes,
+    track_crops,
+)
 from emotion.models.speaker import WEIGHTS, ActiveSpeakerModel, common_length
 
 # Made by the authors' code (shared/models/light_asd/README.md): seeded random faces
@@ -229,3 +238,74 @@ def test_track_crops_cuts_every_frame(rng):
     np.testing.assert_array_equal(crops[3], asd_crop(frames[3], boxes[3]))
     with pytest.raises(MediaError, match="5 frames but 4 boxes"):
         track_crops(frames, boxes[:4])
+
+
+def syllables(rng, n: int = 75) -> np.ndarray:
+    """A talker's on/off pattern over n video frames: bursts of 3 to 7 frames."""
+    on, t, talking = np.zeros(n), 0, True
+    while t < n:
+        k = int(rng.integers(3, 8))
+        on[t:t + k] = talking
+        t, talking = t + k, not talking
+    return on
+
+
+def talking_face(rng, on: np.ndarray, box=(40, 20, 120, 100)) -> list[np.ndarray]:
+    """Grey frames of a face whose mouth opens to a random height on the frames of `on`."""
+    x1, y1, x2, y2 = box
+    s = (x2 - x1) / 2
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    frames = []
+    for talking in on:
+        g = np.full((120, 160), 150, np.uint8)
+        g[y1:y2, x1:x2] = 190
+        opening = int(rng.uniform(0.05, 0.25) * s) if talking else 0
+        g[int(cy + 0.45 * s) - opening:int(cy + 0.45 * s) + opening + 1,
+          int(cx - 0.3 * s):int(cx + 0.3 * s)] = 40
+        frames.append(g)
+    return frames
+
+
+def voice_of(rng, on: np.ndarray, lead: int = SYNC_LEAD, sr: int = 16_000) -> np.ndarray:
+    """Noise as loud as `on` says, `lead` frames after the mouth moved."""
+    per = sr // 25
+    level = np.repeat(np.r_[np.zeros(lead), on[:len(on) - lead]] * 0.3 + 0.001, per)
+    return (rng.normal(size=len(level)) * level).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lip_sync_tells_the_mouth_that_makes_the_sound(seed):
+    rng = np.random.default_rng(seed)
+    box = np.tile([40.0, 20.0, 120.0, 100.0], (75, 1))
+    own, other = syllables(rng), syllables(rng)     # the speaker's; another talker's
+    audio = voice_of(rng, own)
+    loud = loudness(audio, np.arange(75) / 25)
+    speaker = lip_sync(mouth_motion(talking_face(rng, own), box), loud)
+    mouthing = lip_sync(mouth_motion(talking_face(rng, other), box), loud)
+    assert speaker > 0.5 and mouthing < 0.3
+    # a face that does not move has no motion to compare: unmeasured, not a score
+    assert lip_sync(mouth_motion(talking_face(rng, np.zeros(75)), box), loud) is None
+    # the mouth is found from the box: moved with the face, it is the same answer
+    shifted = [np.roll(g, 30, axis=1) for g in talking_face(np.random.default_rng(7), own)]
+    again = lip_sync(mouth_motion(shifted, box + [30, 0, 30, 0]), loud)
+    alike = lip_sync(mouth_motion(talking_face(np.random.default_rng(7), own), box), loud)
+    assert again == pytest.approx(alike, abs=1e-6)
+
+
+def test_loudness_is_the_log_power_around_each_time():
+    audio = np.r_[np.full(1600, 0.5), np.full(1600, 0.1)].astype(np.float32)
+    out = loudness(audio, np.array([0.025, 0.175, 0.5]), span=0.02)
+    np.testing.assert_allclose(out[:2], np.log([0.25 + 1e-8, 0.01 + 1e-8]), rtol=1e-6)
+    assert np.isnan(out[2])                       # past the audio's end
+
+
+def test_lip_sync_refuses_what_it_cannot_compare(rng):
+    with pytest.raises(MediaError, match="frames but"):
+        mouth_motion([np.zeros((10, 10), np.uint8)] * 3, np.zeros((2, 4)))
+    with pytest.raises(MediaError, match="loudness"):
+        lip_sync(np.ones(20), np.ones(19))
+    assert lip_sync(rng.random(5), rng.random(5)) is None          # too few frames
+    # a box off the frame gives no motion there, and too little is left to compare
+    off = np.tile([500.0, 500.0, 580.0, 580.0], (20, 1))
+    motion = mouth_motion([np.zeros((120, 160), np.uint8)] * 20, off)
+    assert np.isnan(motion[1:]).all() and lip_sync(motion, rng.random(20)) is None

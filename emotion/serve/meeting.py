@@ -9,16 +9,18 @@ batch. Per window:
 2. when the speech gate hears speech, every participant on screen goes through
    the active-speaker network in one batch (their lip-area crops at 25 frames a
    second and the window's MFCCs, :mod:`emotion.models.speaker`), which gives a
-   mean logit per participant.
+   mean logit per participant, and each one's lip sync is measured (how their
+   mouth's motion follows the sound's loudness over the window).
 
 :meth:`Meeting.finish` merges and numbers the participants, turns the logits
 into the probability that each one speaks (:class:`SpeakingCalibration`, fitted on
 composed meetings: relative to the others on screen, since a film's speaker can
-score below 0, and to the same face's scores when other voices speak
-(:func:`voice_contrast`), since a face whose lips move all along scores high
-whoever is heard; a face alone on screen by a fit of its own, on one-face videos), and
-scores each participant's window: fused with the window's
-voice when they are its speaker, image only when they listen. Speech that no
+score below 0; raised by the lip sync beside others, since the network barely tells
+lips out of time with the sound from lips in time; and relative to the same face's
+scores when other voices speak (:func:`voice_contrast`), since a face whose lips
+move all along scores high whoever is heard; a face alone on screen by a fit of its
+own, on one-face videos), and scores each participant's window: fused with the
+window's voice when they are its speaker, image only when they listen. Speech that no
 face on screen is credited with goes to the ``unseen_speaker`` lane (a camera
 turned off, a phone participant, someone outside the frame), never to the
 largest face. The likeliest participant speaks from P = 0.5; a second one in the
@@ -58,7 +60,10 @@ class SpeakingCalibration:
     :func:`voice_contrast` (how much higher the same face scores when voices like this
     window's are heard than when others are), and margin the evidence's lead over the
     best other face on screen; fitted on composed meetings (bench/asd_calibration.py).
-    A fit made before the contrast has voice = 0: the logit alone.
+    A fit made before the contrast has voice = 0: the logit alone. Beside other faces,
+    the logit is first raised by `sync` times the face's lip sync
+    (:func:`emotion.media.speaker_inputs.lip_sync`: its mouth moving with the sound's
+    loudness), before the contrast is taken; a fit made before it has sync = 0.
 
     A face alone on screen has no margin: sigmoid(alone_a * logit + alone_c), fitted
     on one-face videos (a clip with its own sound against its still frame with
@@ -73,6 +78,7 @@ class SpeakingCalibration:
     alone_a: float | None = None
     alone_c: float | None = None
     voice: float = 0.0
+    sync: float = 0.0
 
     @classmethod
     def load(cls, path: str | Path = CALIBRATION) -> SpeakingCalibration:
@@ -82,7 +88,13 @@ class SpeakingCalibration:
         d = json.loads(p.read_text())
         alone = d.get("alone") or {}
         return cls(**{k: d[k] for k in ("a", "b", "c", "weights", "fitted_on")},
-                   voice=d.get("voice", 0.0), alone_a=alone.get("a"), alone_c=alone.get("c"))
+                   voice=d.get("voice", 0.0), sync=d.get("sync", 0.0),
+                   alone_a=alone.get("a"), alone_c=alone.get("c"))
+
+    def score(self, logit: float, sync: float | None) -> float:
+        """A face's score beside others: its logit plus `sync` times its lip sync (none
+        measured counts as 0)."""
+        return logit + self.sync * (sync or 0.0)
 
     def evidence(self, logit: float, contrast: float) -> float:
         return logit + self.voice * contrast
@@ -164,6 +176,7 @@ class _Seen:
     boxes: list[tuple[float, tuple]] = field(default_factory=list)  # (time, box)
     detected: bool = False
     logit: float | None = None
+    sync: float | None = None      # lip sync with the window's sound (speech windows)
 
 
 @dataclass
@@ -235,6 +248,8 @@ class Meeting:
                     self._thumbs[pid] = crop.image
                 row += 1
         if audio is not None and seen and self.speaker_model is not None and w.gray:
+            for s in seen.values():
+                s.sync = window_sync(w, s)
             inputs = speaker_inputs(w, list(seen.values()), self.options.asd_seconds)
             if inputs is not None:
                 self._pending.append((list(seen.values()), *inputs))
@@ -324,7 +339,18 @@ class Meeting:
             m.detected |= s.detected
             if s.logit is not None:
                 m.logit = s.logit if m.logit is None else max(m.logit, s.logit)
+            if s.sync is not None:
+                m.sync = s.sync if m.sync is None else max(m.sync, s.sync)
         return out
+
+    def _scores(self, merged: dict[int, _Seen]) -> dict[int, float]:
+        """Each scored participant's active-speaker logit, plus the calibration's `sync`
+        times their lip sync when they share the screen (a lone face keeps its logit,
+        which its own fit reads)."""
+        logits = {k: s.logit for k, s in merged.items() if s.logit is not None}
+        if len(logits) < 2:
+            return logits
+        return {k: self.calibration.score(lg, merged[k].sync) for k, lg in logits.items()}
 
     def _contrasts(self, merged_all: list[dict[int, _Seen]], n: int) -> list[dict[int, float]]:
         """Per window, each scored participant's :func:`voice_contrast` (empty for windows
@@ -340,9 +366,8 @@ class Meeting:
             return out
         logits = np.full((len(rows), n), np.nan)
         for r, i in enumerate(rows):
-            for k, s in merged_all[i].items():
-                if s.logit is not None:
-                    logits[r, k] = s.logit
+            for k, v in self._scores(merged_all[i]).items():
+                logits[r, k] = v
         values = voice_contrast(np.stack([self.windows[i].voice for i in rows]), logits)
         for r, i in enumerate(rows):
             out[i] = {k: float(v) for k, v in enumerate(values[r]) if not np.isnan(v)}
@@ -353,7 +378,7 @@ class Meeting:
         if not speech:
             return {}
         cal = self.calibration
-        logits = {k: s.logit for k, s in merged.items() if s.logit is not None}
+        logits = self._scores(merged)
         if len(logits) == 1:        # alone on screen: the lone face's own fit
             return {k: cal.probability(lg, None) for k, lg in logits.items()}
         evidence = {k: cal.evidence(lg, (contrast or {}).get(k, 0.0)) for k, lg in logits.items()}
@@ -377,6 +402,7 @@ class Meeting:
         out = {"start": round(rec.start, 3), "end": round(rec.end, 3), "present": s is not None,
                "speaking": round(p, 3),
                "speaking_logit": None if s is None or s.logit is None else round(s.logit, 3),
+               "lip_sync": None if s is None or s.sync is None else round(s.sync, 3),
                "face_found": s is not None,
                "face_detected": bool(s and s.detected)}
         if s is None:
@@ -433,11 +459,28 @@ def speaker_inputs(w: Window, seen: list[_Seen], seconds: float
     times = np.asarray(w.gray_times)[first:first + k]
     batch = []
     for s in seen:
-        ts = np.array([t for t, _ in s.boxes])
-        bs = np.array([b for _, b in s.boxes], np.float64)
-        boxes = np.stack([np.interp(times, ts, bs[:, j]) for j in range(4)], 1)
+        boxes = _boxes_at(s, times)
         batch.append(np.stack([asd_crop(w.gray[first + i], b) for i, b in enumerate(boxes)]))
     return np.stack(batch), mfcc(w.audio[int(first * per):int((first + k) * per)])
+
+
+def window_sync(w: Window, s: _Seen) -> float | None:
+    """How a participant's mouth moves with the window's sound, over all its 25-a-second
+    grey frames (:func:`emotion.media.speaker_inputs.lip_sync`); None when unmeasurable."""
+    from emotion.media.speaker_inputs import SAMPLE_RATE, lip_sync, loudness, mouth_motion
+
+    if not w.gray or w.audio is None or not s.boxes:
+        return None
+    times = np.asarray(w.gray_times)
+    motion = mouth_motion(w.gray, _boxes_at(s, times))
+    return lip_sync(motion, loudness(w.audio, times - w.start, SAMPLE_RATE))
+
+
+def _boxes_at(s: _Seen, times: np.ndarray) -> np.ndarray:
+    """A participant's box at each of `times`, interpolated between the sampled frames'."""
+    ts = np.array([t for t, _ in s.boxes])
+    bs = np.array([b for _, b in s.boxes], np.float64)
+    return np.stack([np.interp(times, ts, bs[:, j]) for j in range(4)], 1)
 
 
 def _talk(windows: list[dict], hop: float) -> float:
