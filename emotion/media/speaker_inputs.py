@@ -129,11 +129,15 @@ def track_crops(frames_rgb: Sequence[np.ndarray], boxes: np.ndarray, *,
 # Lip sync: does a face's mouth move with the sound? Light-ASD barely tells a face that
 # talks along with someone else's voice (a muted talker, someone mouthing) from the
 # speaker; the mouth's motion rising and falling with the sound's loudness does.
-SYNC_LEAD = 1                # video frames the lips lead the sound by (40 ms)
+SYNC_LEAD = 0.04             # seconds the lips lead the sound by (a frame at 25 a second)
 MOUTH = (-0.4, 0.2, 0.4, 0.75)   # mouth area: x from cx - 0.4 s to cx + 0.4 s, y from
 #                               cy + 0.2 s to cy + 0.75 s (s: half the box's larger side)
 MOUTH_SIZE = (32, 22)        # (w, h) the mouth area is resized to before differencing
 MIN_SYNC_FRAMES = 10
+# Motion above this many times the window's median counts as that much: one jump (a
+# head turn, a layout change, a cut) would otherwise decide the correlation. 1.5 to 2
+# fitted best on the calibration meetings (3 and 5 less well, no cap worst; README).
+MOTION_CAP = 2.0
 
 
 def mouth_motion(frames_grey: Sequence[np.ndarray], boxes: np.ndarray) -> np.ndarray:
@@ -176,21 +180,24 @@ def loudness(audio: np.ndarray, offsets: np.ndarray, sample_rate: int = SAMPLE_R
                         np.nan)
 
 
-def lip_sync(motion: np.ndarray, loud: np.ndarray, lead: int = SYNC_LEAD) -> float | None:
-    """Pearson correlation of a face's mouth motion (:func:`mouth_motion`) with the
-    sound's loudness (:func:`loudness`, at the same frames) `lead` frames later: about
-    0.3 for a speaker's face on composed meetings, under 0.1 for a face that talks
-    along with another voice, about 0 for a still one. None when fewer than
-    MIN_SYNC_FRAMES frames count or either is flat."""
+def lip_sync(motion: np.ndarray, loud: np.ndarray) -> float | None:
+    """Pearson correlation of a face's mouth motion (:func:`mouth_motion`, capped at
+    MOTION_CAP times its median over the frames that changed) with the sound's
+    loudness (:func:`loudness`, measured SYNC_LEAD after each frame): about 0.4 for a
+    speaker's face on composed meetings, about 0 for a face that talks along with
+    another voice or keeps still. None when fewer than MIN_SYNC_FRAMES frames count or
+    changed, or either is flat."""
     motion, loud = np.asarray(motion, np.float64), np.asarray(loud, np.float64)
     if len(motion) != len(loud):
         raise MediaError(f"{len(motion)} motion values but {len(loud)} loudness values")
-    if lead:
-        motion, loud = motion[:-lead], loud[lead:]
     ok = np.isfinite(motion) & np.isfinite(loud)
     if ok.sum() < MIN_SYNC_FRAMES:
         return None
     x, y = motion[ok], loud[ok]
+    moving = x[x > 0]          # frames identical to the one before (a still picture) aside
+    if moving.size < MIN_SYNC_FRAMES:
+        return None
+    x = np.minimum(x, MOTION_CAP * float(np.median(moving)))
     if x.std() < 1e-6 or y.std() < 1e-6:
         return None
     return float(np.corrcoef(x, y)[0, 1])

@@ -465,15 +465,28 @@ def speaker_inputs(w: Window, seen: list[_Seen], seconds: float
 
 
 def window_sync(w: Window, s: _Seen) -> float | None:
-    """How a participant's mouth moves with the window's sound, over all its 25-a-second
-    grey frames (:func:`emotion.media.speaker_inputs.lip_sync`); None when unmeasurable."""
-    from emotion.media.speaker_inputs import SAMPLE_RATE, lip_sync, loudness, mouth_motion
+    """How a participant's mouth moves with the window's sound, over all its grey frames
+    (:func:`emotion.media.speaker_inputs.lip_sync`); None when unmeasurable. A video
+    slower than 25 frames a second fills several of the window's slots with one frame;
+    each frame counts once, and the sound's loudness is taken over a frame's time."""
+    from emotion.media.speaker_inputs import (
+        SAMPLE_RATE,
+        SYNC_LEAD,
+        VIDEO_FPS,
+        lip_sync,
+        loudness,
+        mouth_motion,
+    )
 
     if not w.gray or w.audio is None or not s.boxes:
         return None
-    times = np.asarray(w.gray_times)
-    motion = mouth_motion(w.gray, _boxes_at(s, times))
-    return lip_sync(motion, loudness(w.audio, times - w.start, SAMPLE_RATE))
+    times = np.asarray(w.gray_times, np.float64)
+    keep = np.flatnonzero(np.r_[True, np.diff(times) > 0])
+    times = times[keep]
+    span = max(float(np.median(np.diff(times))) if len(times) > 1 else 0.0, 1 / VIDEO_FPS)
+    motion = mouth_motion([w.gray[i] for i in keep], _boxes_at(s, times))
+    return lip_sync(motion, loudness(w.audio, times - w.start + SYNC_LEAD, SAMPLE_RATE,
+                                     span=span))
 
 
 def _boxes_at(s: _Seen, times: np.ndarray) -> np.ndarray:
