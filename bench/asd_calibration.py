@@ -174,8 +174,10 @@ def alone_rows(analyzer: Analyzer, av_clips: str, voices: list[str], out: Path,
                         continue
                     inputs = speaker_inputs(w, seen, seconds)
                     if inputs is not None:
+                        sync = window_sync(w, seen[0])
                         rows.append({"clip": path.name, "person": person, "case": case,
-                                     "logit": float(np.mean(model.score(*inputs)))})
+                                     "logit": float(np.mean(model.score(*inputs))),
+                                     "sync": sync})
         log.info("%s: %d one-face windows so far", person, len(rows))
     return rows
 
