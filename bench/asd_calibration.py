@@ -316,11 +316,14 @@ def pooled(rows: list[dict], voices: dict, others: list[str], described: str
     for folder in map(Path, others):
         more = json.loads((folder / "rows.json").read_text())
         manifest = json.loads((folder / "videos" / "meetings.json").read_text())
+        run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() \
+            else {}
         rows = rows + [{**r, "video": f"{folder.name}/{r['video']}"} for r in more]
         if (folder / "voices.npz").is_file():
             voices = {**voices, **{f"{folder.name}/{k}": v
                                    for k, v in np.load(folder / "voices.npz").items()}}
-        parts.append(f"{len(manifest)} of {folder}")
+        parts.append(f"{len(manifest)} of {folder}"
+                     + (f" (seed {run['seed']})" if "seed" in run else ""))
     return rows, voices, " and ".join(parts)
 
 
@@ -397,6 +400,7 @@ def main() -> int:
         voices = {}
         rows = collect(analyzer, manifest, videos, models, tuple(args.seconds), voices)
         (out / "rows.json").write_text(json.dumps(rows))
+        (out / "run.json").write_text(json.dumps({"seed": args.seed, "meetings": len(manifest)}))
         np.savez(out / "voices.npz", **voices)
     rows, voices, described = pooled(rows, voices, args.pool,
                                      f"{len(manifest)} composed meetings (seed {args.seed})")
