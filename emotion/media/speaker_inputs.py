@@ -134,9 +134,10 @@ MOUTH = (-0.4, 0.2, 0.4, 0.75)   # mouth area: x from cx - 0.4 s to cx + 0.4 s, 
 #                               cy + 0.2 s to cy + 0.75 s (s: half the box's larger side)
 MOUTH_SIZE = (32, 22)        # (w, h) the mouth area is resized to before differencing
 MIN_SYNC_FRAMES = 10
-# Motion above this many times the window's median counts as that much: one jump (a
-# head turn, a layout change, a cut) would otherwise decide the correlation. 1.5 to 2
-# fitted best on the calibration meetings (3 and 5 less well, no cap worst; README).
+# Motion above this many times its median over the window's changed frames counts as
+# that much: one jump (a head turn, a layout change, a cut) would otherwise decide the
+# correlation. 1.5 to 2 fitted best on the calibration meetings (3 and 5 less well, no
+# cap worst; README).
 MOTION_CAP = 2.0
 
 
