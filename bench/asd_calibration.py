@@ -261,11 +261,8 @@ def attribution(rows: list[dict], evidence: np.ndarray, logit: np.ndarray,
     right = 0
     windows = by_window(rows)
     for idx in windows.values():
-        if len(idx) == 1:
-            probs = {idx[0]: calibration.probability(logit[idx[0]], None)}
-        else:
-            lead = leads({i: evidence[i] for i in idx})
-            probs = {i: calibration.probability(evidence[i], lead[i]) for i in idx}
+        probs = calibration.probabilities({i: (logit if len(idx) == 1 else evidence)[i]
+                                           for i in idx})
         said = rule._speakers(probs)
         right += all((i in said) == rows[i]["truth"] for i in idx)
     return right / max(len(windows), 1)

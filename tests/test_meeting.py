@@ -282,16 +282,19 @@ def test_a_face_whose_lips_always_move_is_not_credited_with_another_voice():
     assert left == list(is_a) and right == list(~is_a)
 
 
-def test_a_calibration_file_without_the_voice_weight_means_the_logit_alone(tmp_path):
+def test_a_calibration_file_without_the_voice_and_sync_weights_means_the_logit_alone(
+        tmp_path):
     import json
 
     fit = {"weights": "talkset", "a": 0.3, "b": 1.1, "c": -0.6, "fitted_on": "test"}
     (tmp_path / "old.json").write_text(json.dumps(fit))
-    (tmp_path / "new.json").write_text(json.dumps({**fit, "voice": 3.0}))
+    (tmp_path / "new.json").write_text(json.dumps({**fit, "voice": 3.0, "sync": 3.0}))
     old = SpeakingCalibration.load(tmp_path / "old.json")
     new = SpeakingCalibration.load(tmp_path / "new.json")
     assert old.voice == 0.0 and old.evidence(1.0, 2.0) == 1.0
     assert new.voice == 3.0 and new.evidence(1.0, 2.0) == 7.0
+    assert old.sync == 0.0 and old.score(1.0, 0.5) == 1.0
+    assert new.sync == 3.0 and new.score(1.0, 0.5) == 2.5 and new.score(1.0, None) == 1.0
 
 
 def test_the_face_whose_mouth_moves_with_the_sound_is_credited():
@@ -339,15 +342,3 @@ def test_the_face_whose_mouth_moves_with_the_sound_is_credited():
     left, right = run(replace(plain, sync=3.0))
     assert all(w["role"] == "speaking" for w in right)
     assert not any(w["role"] == "speaking" for w in left)
-
-
-def test_a_calibration_file_without_the_sync_weight_leaves_the_logit_alone(tmp_path):
-    import json
-
-    fit = {"weights": "talkset", "a": 0.3, "b": 1.1, "c": -0.6, "fitted_on": "test"}
-    (tmp_path / "old.json").write_text(json.dumps(fit))
-    (tmp_path / "new.json").write_text(json.dumps({**fit, "sync": 3.0}))
-    old = SpeakingCalibration.load(tmp_path / "old.json")
-    new = SpeakingCalibration.load(tmp_path / "new.json")
-    assert old.sync == 0.0 and old.score(1.0, 0.5) == 1.0
-    assert new.sync == 3.0 and new.score(1.0, 0.5) == 2.5 and new.score(1.0, None) == 1.0

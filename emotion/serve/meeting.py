@@ -107,6 +107,13 @@ class SpeakingCalibration:
             z = self.a * evidence + self.b * capped(margin) + self.c
         return float(1 / (1 + np.exp(-np.clip(z, -50, 50))))
 
+    def probabilities(self, evidence: dict) -> dict:
+        """P for each face on screen in a window, from its evidence and its lead over the
+        best other face's; a face alone on screen (its evidence is then its logit) by its
+        own fit."""
+        margins = leads(evidence)
+        return {k: self.probability(ev, margins[k]) for k, ev in evidence.items()}
+
 
 def capped(margin: float | None) -> float:
     return min(ALONE_MARGIN if margin is None else margin, ALONE_MARGIN)
@@ -380,10 +387,9 @@ class Meeting:
         cal = self.calibration
         logits = self._scores(merged)
         if len(logits) == 1:        # alone on screen: the lone face's own fit
-            return {k: cal.probability(lg, None) for k, lg in logits.items()}
-        evidence = {k: cal.evidence(lg, (contrast or {}).get(k, 0.0)) for k, lg in logits.items()}
-        margins = leads(evidence)
-        return {k: cal.probability(ev, margins[k]) for k, ev in evidence.items()}
+            return cal.probabilities(logits)
+        return cal.probabilities({k: cal.evidence(lg, (contrast or {}).get(k, 0.0))
+                                  for k, lg in logits.items()})
 
     def _speakers(self, probs: dict[int, float]) -> set[int]:
         """Who speaks in a window: the likeliest participant when sure enough, and any
